@@ -1,0 +1,28 @@
+/**
+ * The change model shared by every source and the staging volume.
+ *
+ * A source emits {@link ChangeBatch}es. A batch never splits a source transaction: `complete` is true when
+ * the batch ends on a transaction boundary, and only such a batch may seal a staged segment.
+ */
+import type { Position } from './position.js';
+import type { Row, TableId, TableSchema } from './table.js';
+
+export type ChangeEvent =
+  /** A row read by the initial snapshot. */
+  | { readonly kind: 'read'; readonly table: TableId; readonly after: Row }
+  | { readonly kind: 'insert'; readonly table: TableId; readonly after: Row }
+  | { readonly kind: 'update'; readonly table: TableId; readonly before: Row | null; readonly after: Row }
+  | { readonly kind: 'delete'; readonly table: TableId; readonly before: Row }
+  /** The table's shape as of this point in the log. */
+  | { readonly kind: 'schema'; readonly table: TableId; readonly schema: TableSchema };
+
+export interface ChangeBatch {
+  readonly origin: 'snapshot' | 'stream';
+  /** Resume position: everything up to and including this batch has been read. */
+  readonly position: Position;
+  /** Source commit time of the batch's last transaction (snapshot: the snapshot's start). */
+  readonly commitTime: Date;
+  /** True when the batch ends on a transaction boundary. */
+  readonly complete: boolean;
+  readonly events: readonly ChangeEvent[];
+}
