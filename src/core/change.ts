@@ -25,4 +25,6 @@ export interface ChangeBatch {
   /** True when the batch ends on a transaction boundary. */
   readonly complete: boolean;
   readonly events: readonly ChangeEvent[];
+  /** Snapshot batches only: the table read. Set even when the batch is empty (an empty table). */
+  readonly snapshotTable?: TableId;
 }

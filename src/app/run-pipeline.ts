@@ -1,0 +1,170 @@
+/**
+ * Composition root for `tributary run`: the only place that knows the concrete source, the staging volume
+ * and the Delta writer, and wires them together. Everything it calls sees only ports.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { TributaryConfig } from '../config/load-config.js';
+import { resolveConnectionPassword } from '../config/load-config.js';
+import { TributaryError } from '../core/errors.js';
+import type { SourceConnector, TableSelection } from '../core/ports.js';
+import { type TableId, type TableSchema, tableKey } from '../core/table.js';
+import { parseVolumeName, Warehouse, formatTableName } from '../catalog/warehouse.js';
+import { DuckDb } from '../engine/duckdb.js';
+import { type ApplyTarget, applyStaged, type TableApplyReport } from '../pipeline/apply.js';
+import { type CaptureReport, capture } from '../pipeline/capture.js';
+import type { Logger } from '../pipeline/logger.js';
+import { acquireRunLock } from '../pipeline/run-lock.js';
+import { SecretStore, tributaryHome } from '../secrets/secret-store.js';
+import { MySqlSource } from '../sources/mysql/mysql-source.js';
+import { StagingVolume } from '../staging/staging-volume.js';
+
+export interface RunOnceOptions {
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  readonly snapshotChunkRows?: number;
+  readonly segmentMaxChanges?: number;
+}
+
+export interface RunReport {
+  readonly pipeline: string;
+  readonly capture: CaptureReport;
+  readonly tables: readonly TableApplyReport[];
+}
+
+export function pipelineOf(config: TributaryConfig, name: string) {
+  const pipeline = config.pipelines[name];
+  if (!pipeline) {
+    const known = Object.keys(config.pipelines);
+    throw new TributaryError('PIPELINE_NOT_FOUND', `No pipeline named "${name}" in ${config.configPath}.`, {
+      hint: known.length > 0 ? `Pipelines defined there: ${known.join(', ')}.` : 'Define one under `pipelines:`.',
+    });
+  }
+  return pipeline;
+}
+
+/** A stable replica id per gateway, so two gateways on one source never collide by default. */
+function defaultServerId(gateway: string): number {
+  return 1_000_000 + (createHash('sha256').update(gateway).digest().readUInt32BE(0) % 1_000_000_000);
+}
+
+/** Tables captured by a gateway: the union over every pipeline that reads from it. */
+function gatewaySelection(config: TributaryConfig, gateway: string): TableSelection {
+  const tables: TableId[] = [];
+  const schemas: string[] = [];
+  const primaryKeys = new Map<string, string[]>();
+  for (const p of Object.values(config.pipelines)) {
+    if (p.gateway !== gateway) continue;
+    for (const o of p.objects) {
+      if ('table' in o) {
+        const id = { schema: o.table.source_schema, table: o.table.source_table };
+        tables.push(id);
+        if (o.table.table_configuration.primary_keys) primaryKeys.set(tableKey(id), o.table.table_configuration.primary_keys);
+      } else {
+        schemas.push(o.schema.source_schema);
+      }
+    }
+  }
+  return { tables, schemas, primaryKeys };
+}
+
+/** Column filters of table objects (include_columns / exclude_columns); key columns are always kept. */
+function filterColumns(config: TributaryConfig, gateway: string, table: TableSchema): TableSchema {
+  for (const p of Object.values(config.pipelines)) {
+    if (p.gateway !== gateway) continue;
+    for (const o of p.objects) {
+      if (!('table' in o) || tableKey({ schema: o.table.source_schema, table: o.table.source_table }) !== tableKey(table.id)) continue;
+      const { include_columns: include, exclude_columns: exclude } = o.table.table_configuration;
+      const columns = table.columns.filter(
+        (c) => table.primaryKey.includes(c.name) || ((!include || include.includes(c.name)) && !exclude?.includes(c.name)),
+      );
+      return { ...table, columns };
+    }
+  }
+  return table;
+}
+
+function targetsOf(config: TributaryConfig, pipelineName: string, tables: readonly TableSchema[], warehouse: Warehouse): ApplyTarget[] {
+  const pipeline = pipelineOf(config, pipelineName);
+  const targets = new Map<string, ApplyTarget>();
+  for (const o of pipeline.objects) {
+    if ('table' in o) {
+      if (o.table.table_configuration.scd_type !== 'SCD_TYPE_1') {
+        throw new TributaryError('CONFIG_INVALID', `Pipeline ${pipelineName}: ${o.table.table_configuration.scd_type} is not supported yet; use SCD_TYPE_1.`);
+      }
+      const name = { catalog: o.table.destination_catalog, schema: o.table.destination_schema, table: o.table.destination_table };
+      const sourceKey = tableKey({ schema: o.table.source_schema, table: o.table.source_table });
+      targets.set(sourceKey, { sourceKey, destination: formatTableName(name), tableRoot: warehouse.tablePath(name) });
+    } else {
+      if (o.schema.table_configuration.scd_type !== 'SCD_TYPE_1') {
+        throw new TributaryError('CONFIG_INVALID', `Pipeline ${pipelineName}: ${o.schema.table_configuration.scd_type} is not supported yet; use SCD_TYPE_1.`);
+      }
+      for (const t of tables) {
+        const sourceKey = tableKey(t.id);
+        if (t.id.schema !== o.schema.source_schema || targets.has(sourceKey)) continue;
+        const name = { catalog: o.schema.destination_catalog, schema: o.schema.destination_schema, table: t.id.table };
+        targets.set(sourceKey, { sourceKey, destination: formatTableName(name), tableRoot: warehouse.tablePath(name) });
+      }
+    }
+  }
+  return [...targets.values()];
+}
+
+export async function openSource(config: TributaryConfig, gatewayName: string): Promise<SourceConnector> {
+  const gateway = config.gateways[gatewayName];
+  const connection = gateway ? config.connections[gateway.connection] : undefined;
+  if (!gateway || !connection) throw new TributaryError('INTERNAL', `gateway ${gatewayName} not validated`);
+  const password = await resolveConnectionPassword(connection, new SecretStore(tributaryHome()));
+  return new MySqlSource(
+    { name: connection.name, host: connection.host, port: connection.port, user: connection.user, password },
+    { serverId: gateway.server_id ?? defaultServerId(gateway.name) },
+  );
+}
+
+/**
+ * One catch-up run: capture from the source up to its position at the start of the run, then apply
+ * everything staged to the pipeline's bronze tables.
+ */
+export async function runPipelineOnce(config: TributaryConfig, pipelineName: string, options: RunOnceOptions): Promise<RunReport> {
+  const pipeline = pipelineOf(config, pipelineName);
+  const gateway = config.gateways[pipeline.gateway];
+  if (!gateway) throw new TributaryError('INTERNAL', `gateway ${pipeline.gateway} not validated`);
+  const warehouse = new Warehouse(config.warehouse);
+  const volumeRoot = await warehouse.ensureVolume(parseVolumeName(gateway.storage));
+  const volume = new StagingVolume(join(volumeRoot, gateway.name), gateway.name);
+  await mkdir(volume.dir, { recursive: true });
+
+  await using _lock = await acquireRunLock(join(volume.dir, '.run.lock'), `Gateway ${gateway.name}`);
+  await using source = await openSource(config, gateway.name);
+  await using db = await DuckDb.open();
+
+  const tables = (await source.listTables(gatewaySelection(config, gateway.name), options.signal)).map((t) =>
+    filterColumns(config, gateway.name, t),
+  );
+  const head = await source.readHead(options.signal);
+  options.log.info(`${pipelineName}: catching up to ${head} on ${await source.describe(options.signal)}`);
+
+  const captured = await capture({
+    source,
+    volume,
+    db,
+    tables,
+    snapshotChunkRows: options.snapshotChunkRows ?? 50_000,
+    segmentMaxChanges: options.segmentMaxChanges ?? 50_000,
+    until: head,
+    signal: options.signal,
+    log: options.log,
+  });
+
+  const applied = await applyStaged({
+    pipeline: pipelineName,
+    db,
+    volume,
+    targets: targetsOf(config, pipelineName, tables, warehouse),
+    maxSegmentsPerCommit: 64,
+    signal: options.signal,
+    log: options.log,
+  });
+  return { pipeline: pipelineName, capture: captured, tables: applied };
+}

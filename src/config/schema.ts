@@ -1,0 +1,220 @@
+/**
+ * The shape of `tributary.yaml`, modelled on Databricks Lakeflow Connect pipeline definitions: connections
+ * (how to reach a source), ingestion gateways (a binlog reader staging changes into a volume) and ingestion
+ * pipelines (which source tables land in which bronze tables).
+ *
+ * Objects are strict so that a misspelt key is an error rather than a silently ignored setting. Only the
+ * structure is checked here; cross-references and plaintext passwords are checked in `load-config.ts`,
+ * which also turns zod issues into user-facing messages.
+ */
+import * as z from 'zod';
+
+/** Catalog, schema, table and volume names, and the names of connections, gateways and pipelines. */
+export const IDENTIFIER_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const identifierRule = 'letters, digits and "_", not starting with a digit';
+
+export const identifier = z.string({ error: 'expected a name' }).regex(IDENTIFIER_PATTERN, {
+  error: (issue) => `${JSON.stringify(issue.input)} is not a valid name (${identifierRule})`,
+});
+
+/**
+ * MySQL names are looser than destination identifiers (quoted, they may hold "-", "$", spaces, non-ASCII and
+ * leading digits), so source names only exclude what can never name a MySQL database or table.
+ */
+const sourceName = z
+  .string({ error: 'expected a name' })
+  .min(1, { error: 'must not be empty' })
+  .max(64, { error: 'must be at most 64 characters (the MySQL limit)' })
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is rejected
+  .regex(/^[^\u0000-\u001f`/\\.]*[^\u0000-\u001f`/\\. ]$/, {
+    error: 'must not contain control characters, "`", "/", "\\" or "." and must not end with a space',
+  });
+
+const columnList = z.array(z.string().min(1, { error: 'a column name must not be empty' }), {
+  error: 'expected a list of column names',
+});
+
+const scdType = z.enum(['SCD_TYPE_1', 'SCD_TYPE_2'], { error: 'must be SCD_TYPE_1 or SCD_TYPE_2' });
+
+const tableConfiguration = z
+  .strictObject({
+    scd_type: scdType.optional(),
+    primary_keys: columnList.min(1, { error: 'must list at least one column' }).optional(),
+    include_columns: columnList.min(1, { error: 'must list at least one column' }).optional(),
+    exclude_columns: columnList.optional(),
+  })
+  .superRefine((value, ctx) => {
+    // Which one wins would be a guess, and a column in both lists is almost certainly a mistake.
+    if (value.include_columns !== undefined && value.exclude_columns !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['exclude_columns'],
+        message: 'cannot be combined with include_columns; use one or the other',
+      });
+    }
+  });
+
+/** Per-table options apply to one table; on a whole schema they would apply to tables that differ. */
+const schemaTableConfiguration = z.strictObject({
+  scd_type: scdType.optional(),
+});
+
+const tableObject = z.strictObject({
+  source_schema: sourceName,
+  source_table: sourceName,
+  destination_catalog: identifier,
+  destination_schema: identifier,
+  destination_table: identifier.optional(),
+  table_configuration: tableConfiguration.optional(),
+});
+
+const schemaObject = z.strictObject({
+  source_schema: sourceName,
+  destination_catalog: identifier,
+  destination_schema: identifier,
+  table_configuration: schemaTableConfiguration.optional(),
+});
+
+/**
+ * One entry of `objects`: exactly one of `table` or `schema`. A zod union would report both branches' errors
+ * for a typo in either; checking "exactly one" separately keeps the message about the branch the user meant.
+ */
+const pipelineObject = z
+  .strictObject({ table: tableObject.optional(), schema: schemaObject.optional() })
+  .superRefine((value, ctx) => {
+    const count = (value.table === undefined ? 0 : 1) + (value.schema === undefined ? 0 : 1);
+    if (count !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          count === 0
+            ? 'expected either a "table" or a "schema" entry'
+            : 'has both "table" and "schema"; write them as separate entries',
+      });
+    }
+  });
+
+const supportedConnectionTypes = ['mysql'] as const;
+const plannedConnectionTypes = ['postgresql', 'sqlserver'];
+
+const connectionType = z.enum(supportedConnectionTypes, {
+  error: (issue) =>
+    typeof issue.input === 'string' && plannedConnectionTypes.includes(issue.input)
+      ? `connection type "${issue.input}" is not supported yet (supported: ${supportedConnectionTypes.join(', ')}; use mysql for MariaDB too)`
+      : `must be one of: ${supportedConnectionTypes.join(', ')} (use mysql for MariaDB too)`,
+});
+
+const connection = z.strictObject({
+  type: connectionType,
+  host: z.string().min(1, { error: 'must not be empty' }),
+  port: z
+    .int({ error: 'expected a port number' })
+    .min(1, { error: 'must be between 1 and 65535' })
+    .max(65535, { error: 'must be between 1 and 65535' })
+    .optional(),
+  user: z.string().min(1, { error: 'must not be empty' }),
+  // Whether it is a reference (rather than plain text) is checked in load-config.ts, which must not echo it.
+  password: z.string(),
+});
+
+const gateway = z.strictObject({
+  connection: identifier,
+  storage: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, {
+    error: (issue) =>
+      `${JSON.stringify(issue.input)} is not a volume name; expected <catalog>.<schema>.<volume> (each ${identifierRule})`,
+  }),
+  // 0 disables replication on the server side, and the field is 32 bits wide.
+  server_id: z
+    .int({ error: 'expected an integer' })
+    .min(1, { error: 'must be between 1 and 4294967295' })
+    .max(4294967295, { error: 'must be between 1 and 4294967295' })
+    .optional(),
+});
+
+const pipeline = z.strictObject({
+  gateway: identifier,
+  objects: z.array(pipelineObject).min(1, { error: 'must list at least one table or schema' }),
+});
+
+export const configFileSchema = z.strictObject({
+  warehouse: z.string().min(1, { error: 'must not be empty' }),
+  connections: z.record(identifier, connection).optional(),
+  gateways: z.record(identifier, gateway).optional(),
+  pipelines: z.record(identifier, pipeline).optional(),
+});
+
+export type ConfigFile = z.output<typeof configFileSchema>;
+
+export type ScdType = z.output<typeof scdType>;
+
+export interface TableConfiguration {
+  /** Defaults to SCD_TYPE_1. */
+  scd_type: ScdType;
+  primary_keys?: string[];
+  include_columns?: string[];
+  exclude_columns?: string[];
+}
+
+export interface TableObject {
+  source_schema: string;
+  source_table: string;
+  destination_catalog: string;
+  destination_schema: string;
+  /** Defaults to `source_table`. */
+  destination_table: string;
+  /** Always present: `{ scd_type: 'SCD_TYPE_1' }` when omitted. */
+  table_configuration: TableConfiguration;
+}
+
+export interface SchemaObject {
+  source_schema: string;
+  destination_catalog: string;
+  destination_schema: string;
+  /** Always present; only `scd_type` is allowed on a schema. */
+  table_configuration: TableConfiguration;
+}
+
+/** An entry of a pipeline's `objects`, keyed exactly as in YAML. */
+export type PipelineObject = { table: TableObject } | { schema: SchemaObject };
+
+export type ConnectionType = (typeof supportedConnectionTypes)[number];
+
+export interface ConnectionConfig {
+  /** The key under `connections`. */
+  name: string;
+  type: ConnectionType;
+  host: string;
+  /** Defaults to 3306. */
+  port: number;
+  user: string;
+  /** A `{{secrets/<scope>/<key>}}` reference, never the password itself; see `resolveConnectionPassword`. */
+  password: string;
+}
+
+export interface GatewayConfig {
+  /** The key under `gateways`. */
+  name: string;
+  connection: string;
+  /** `<catalog>.<schema>.<volume>`. */
+  storage: string;
+  /** The replica server id for binlog reading; absent when the config leaves it to be derived. */
+  server_id?: number;
+}
+
+export interface PipelineConfig {
+  /** The key under `pipelines`. */
+  name: string;
+  gateway: string;
+  objects: PipelineObject[];
+}
+
+export interface TributaryConfig {
+  /** Absolute path of the file this was read from. */
+  configPath: string;
+  /** Absolute root of the catalogs. */
+  warehouse: string;
+  connections: Record<string, ConnectionConfig>;
+  gateways: Record<string, GatewayConfig>;
+  pipelines: Record<string, PipelineConfig>;
+}

@@ -1,0 +1,61 @@
+/**
+ * The ports: what the pipeline needs from a source, and nothing more. Concrete adapters live under
+ * `src/sources/*`; only `src/app` knows which one is in use.
+ */
+import type { ChangeBatch } from './change.js';
+import type { Position } from './position.js';
+import type { TableId, TableSchema } from './table.js';
+
+/** Which source tables a pipeline captures: named tables plus every table of whole schemas. */
+export interface TableSelection {
+  readonly tables: readonly TableId[];
+  readonly schemas: readonly string[];
+  /** Primary keys configured for tables that have none (or to override the source's), by `schema.table`. */
+  readonly primaryKeys?: ReadonlyMap<string, readonly string[]>;
+}
+
+export interface SnapshotOptions {
+  /** Rows per batch; a batch is the unit that reaches staging. */
+  readonly chunkRows: number;
+  readonly signal: AbortSignal;
+}
+
+export interface StreamOptions {
+  /** The tables to capture; changes to other tables are skipped. */
+  readonly tables: readonly TableSchema[];
+  /**
+   * Stop once this position is reached (catch-up runs). Without it the stream follows the log until the
+   * signal aborts.
+   */
+  readonly until?: Position;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * A change source. Every method that does I/O takes an AbortSignal; every failure is a TributaryError
+ * classified by the adapter (see `retry`), so callers never interpret driver errors.
+ */
+export interface SourceConnector extends AsyncDisposable {
+  /** Human-readable server identity, e.g. `MariaDB 10.11.6`. */
+  describe(signal: AbortSignal): Promise<string>;
+
+  /** Resolves the selection to table schemas, with Delta types and primary keys. Fails on unknown tables. */
+  listTables(selection: TableSelection, signal: AbortSignal): Promise<readonly TableSchema[]>;
+
+  /** The source's current log position: what a catch-up run reads up to. */
+  readHead(signal: AbortSignal): Promise<Position>;
+
+  /**
+   * Reads every row of the tables from one consistent point of the source, in primary-key order per table.
+   * Every batch carries that point's position, so streaming from it afterwards neither misses nor repeats a
+   * change. Batches have origin `snapshot` and events of kind `read`.
+   */
+  snapshot(tables: readonly TableSchema[], options: SnapshotOptions): AsyncIterable<ChangeBatch>;
+
+  /**
+   * Reads the log from `from` (exclusive: the position after the last change already captured). Yields one
+   * batch per source transaction (`complete: true`), with the position after its commit. Throws a
+   * TributaryError with retry `resnapshot` when the log at `from` is gone.
+   */
+  stream(from: Position, options: StreamOptions): AsyncIterable<ChangeBatch>;
+}

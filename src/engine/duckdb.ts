@@ -1,0 +1,53 @@
+/**
+ * One DuckDB database per process, used for Parquet I/O and SQL. Sessions run in UTC so TIMESTAMPTZ text
+ * and Parquet instants mean the same thing everywhere.
+ */
+import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import { TributaryError, messageOf } from '../core/errors.js';
+
+export class DuckDb implements AsyncDisposable {
+  private constructor(
+    readonly instance: DuckDBInstance,
+    readonly connection: DuckDBConnection,
+  ) {}
+
+  static async open(): Promise<DuckDb> {
+    const instance = await DuckDBInstance.create(':memory:');
+    const connection = await instance.connect();
+    // Set after connecting: the setting needs the ICU extension, which is loaded only by then.
+    await connection.run("SET TimeZone = 'UTC'");
+    return new DuckDb(instance, connection);
+  }
+
+  /** Runs statements whose result is not needed. */
+  async run(sql: string): Promise<void> {
+    try {
+      await this.connection.run(sql);
+    } catch (error) {
+      throw new TributaryError('SQL_ERROR', messageOf(error), { cause: error });
+    }
+  }
+
+  /** Rows as JSON-safe objects: BIGINT and DECIMAL as strings, timestamps as ISO-like text. */
+  async rows(sql: string): Promise<Record<string, unknown>[]> {
+    try {
+      const reader = await this.connection.runAndReadAll(sql);
+      return reader.getRowObjectsJson() as Record<string, unknown>[];
+    } catch (error) {
+      throw new TributaryError('SQL_ERROR', messageOf(error), { cause: error });
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.connection.closeSync();
+    this.instance.closeSync();
+  }
+}
+
+export function quoteDuckIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+export function quoteDuckString(value: string): string {
+  return `'${value.replaceAll("'", "''")}'`;
+}

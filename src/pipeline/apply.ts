@@ -1,0 +1,137 @@
+/**
+ * The apply task of a pipeline: brings each bronze table up to date with the staged segments.
+ *
+ * Exactly once without a second bookkeeping store: every commit carries a Delta `txn` action whose appId
+ * names pipeline and table and whose version is the last segment applied. The table's own log therefore
+ * says how far it is, and a segment applied twice (after a crash between commit and anything else) is
+ * skipped by that check (invariant 3 in docs/architecture.md).
+ */
+import { join } from 'node:path';
+import { isTributaryError } from '../core/errors.js';
+import type { TableSchema } from '../core/table.js';
+import { commit } from '../delta/commit.js';
+import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
+import type { DuckDb } from '../engine/duckdb.js';
+import { type MergeMetrics, planMerge } from '../engine/merge-changes.js';
+import type { SegmentManifest } from '../staging/segment-format.js';
+import type { StagingVolume } from '../staging/staging-volume.js';
+import { faultPoint } from './fault-injection.js';
+import type { Logger } from './logger.js';
+
+export interface ApplyTarget {
+  /** Source table key, `schema.table`. */
+  readonly sourceKey: string;
+  /** Three-part destination name, for messages and the txn app id. */
+  readonly destination: string;
+  readonly tableRoot: string;
+}
+
+export interface ApplyOptions {
+  readonly pipeline: string;
+  readonly db: DuckDb;
+  readonly volume: StagingVolume;
+  readonly targets: readonly ApplyTarget[];
+  /** At most this many segments go into one commit. */
+  readonly maxSegmentsPerCommit: number;
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+}
+
+export interface TableApplyReport extends MergeMetrics {
+  readonly destination: string;
+  readonly commits: number;
+  readonly version: number | null;
+}
+
+export function txnAppId(pipeline: string, destination: string): string {
+  return `tributary:${pipeline}:${destination}`;
+}
+
+export async function applyStaged(options: ApplyOptions): Promise<TableApplyReport[]> {
+  const manifests: SegmentManifest[] = [];
+  for (const seq of await options.volume.listSegments()) manifests.push(await options.volume.readManifest(seq));
+  // A snapshot's segments become applicable together, once its last segment is sealed.
+  const completeEpochs = new Set(manifests.filter((m) => m.snapshot?.last).map((m) => m.snapshot?.epoch));
+  const applicable = manifests.filter((m) => m.snapshot === null || completeEpochs.has(m.snapshot.epoch));
+
+  const reports: TableApplyReport[] = [];
+  for (const target of options.targets) {
+    options.signal.throwIfAborted();
+    reports.push(await applyTable(options, target, applicable));
+  }
+  return reports;
+}
+
+async function currentSnapshot(tableRoot: string): Promise<Snapshot | null> {
+  return (await isDeltaTable(tableRoot)) ? loadSnapshot(tableRoot) : null;
+}
+
+async function applyTable(options: ApplyOptions, target: ApplyTarget, manifests: readonly SegmentManifest[]): Promise<TableApplyReport> {
+  const appId = txnAppId(options.pipeline, target.destination);
+  const totals = { inserted: 0, updated: 0, deleted: 0, filesAdded: 0, filesRemoved: 0, outputRows: 0, commits: 0 };
+  let snapshot = await currentSnapshot(target.tableRoot);
+
+  for (;;) {
+    options.signal.throwIfAborted();
+    const applied = snapshot?.txnVersion(appId) ?? 0;
+    let pending = manifests.filter((m) => m.seq > applied && m.tables[target.sourceKey] !== undefined);
+    if (pending.length === 0) break;
+    // A reset (the first segment of a fresh snapshot of this table) makes everything before it moot.
+    const lastReset = pending.findLastIndex((m) => m.tables[target.sourceKey]?.reset);
+    if (lastReset > 0) pending = pending.slice(lastReset);
+    // Never mix a reset with later segments' rewrite in one commit beyond the cap.
+    const batch = pending.slice(0, options.maxSegmentsPerCommit);
+    const overwrite = batch[0]?.tables[target.sourceKey]?.reset === true;
+    const last = batch.at(-1) as SegmentManifest;
+    const newest = last.tables[target.sourceKey]?.schema as TableSchema;
+    const stagedColumns = new Set<string>();
+    for (const m of batch) for (const c of m.tables[target.sourceKey]?.schema.columns ?? []) stagedColumns.add(c.name);
+    const stagedFiles = batch.map((m) => join(options.volume.segmentDir(m.seq), m.tables[target.sourceKey]?.file as string));
+
+    const plan = await planMerge(options.db, {
+      tableRoot: target.tableRoot,
+      snapshot,
+      source: newest,
+      stagedFiles,
+      stagedColumns,
+      overwrite,
+    });
+    await faultPoint('before-delta-commit');
+    try {
+      await commit(target.tableRoot, snapshot?.version ?? -1, [...plan.actions, { txn: { appId, version: last.seq, lastUpdated: Date.now() } }], {
+        operation: plan.operation,
+        operationParameters: plan.operationParameters,
+        operationMetrics: {
+          numTargetRowsInserted: String(plan.metrics.inserted),
+          numTargetRowsUpdated: String(plan.metrics.updated),
+          numTargetRowsDeleted: String(plan.metrics.deleted),
+          numTargetFilesAdded: String(plan.metrics.filesAdded),
+          numTargetFilesRemoved: String(plan.metrics.filesRemoved),
+          numOutputRows: String(plan.metrics.outputRows),
+        },
+        isBlindAppend: false,
+      });
+    } catch (error) {
+      // Another writer got there first: re-read the table and decide again (it may have applied this batch).
+      if (isTributaryError(error) && error.code === 'DELTA_CONFLICT') {
+        options.log.warn(`${target.destination}: concurrent commit, retrying against the new version`);
+        snapshot = await currentSnapshot(target.tableRoot);
+        continue;
+      }
+      throw error;
+    }
+    await faultPoint('after-delta-commit');
+    totals.commits++;
+    totals.inserted += plan.metrics.inserted;
+    totals.updated += plan.metrics.updated;
+    totals.deleted += plan.metrics.deleted;
+    totals.filesAdded += plan.metrics.filesAdded;
+    totals.filesRemoved += plan.metrics.filesRemoved;
+    totals.outputRows += plan.metrics.outputRows;
+    snapshot = await currentSnapshot(target.tableRoot);
+  }
+  options.log.info(
+    `${target.destination}: ${totals.commits} commit(s), +${totals.inserted} ~${totals.updated} -${totals.deleted} rows`,
+  );
+  return { destination: target.destination, ...totals, version: snapshot?.version ?? null };
+}

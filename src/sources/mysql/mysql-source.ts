@@ -1,0 +1,82 @@
+/**
+ * The SourceConnector for MySQL and MariaDB. It holds one control connection for metadata; snapshot and
+ * binlog reads open their own, because each needs a session of its own (a consistent-snapshot
+ * transaction, a replication dump).
+ */
+import type mysql from 'mysql2/promise';
+import type { ChangeBatch } from '../../core/change.js';
+import { TributaryError } from '../../core/errors.js';
+import type { Position } from '../../core/position.js';
+import type { SnapshotOptions, SourceConnector, StreamOptions, TableSelection } from '../../core/ports.js';
+import type { TableSchema } from '../../core/table.js';
+import { encodeBinlogPosition } from './binlog-position.js';
+import { readBinlog } from './binlog-reader.js';
+import { classifyMySqlError, type MySqlEndpoint, openConnection } from './connect.js';
+import { readTableSchemas } from './schema-reader.js';
+import { readSnapshot } from './snapshot-reader.js';
+
+export class MySqlSource implements SourceConnector {
+  readonly #endpoint: MySqlEndpoint;
+  readonly #serverId: number;
+  #conn: mysql.Connection | undefined;
+
+  constructor(endpoint: MySqlEndpoint, options: { serverId: number }) {
+    this.#endpoint = endpoint;
+    this.#serverId = options.serverId;
+  }
+
+  async #control(): Promise<mysql.Connection> {
+    this.#conn ??= await openConnection(this.#endpoint);
+    return this.#conn;
+  }
+
+  async #query<T extends mysql.RowDataPacket[]>(sql: string, params: unknown[], doing: string): Promise<T> {
+    const conn = await this.#control();
+    try {
+      const [rows] = await conn.query<T>(sql, params);
+      return rows;
+    } catch (error) {
+      throw classifyMySqlError(error, this.#endpoint, doing);
+    }
+  }
+
+  async describe(): Promise<string> {
+    const rows = await this.#query('SELECT VERSION() AS v', [], 'reading the server version');
+    const version = String(rows[0]?.['v'] ?? '');
+    return `${/mariadb/i.test(version) ? 'MariaDB' : 'MySQL'} ${version}`;
+  }
+
+  async listTables(selection: TableSelection): Promise<readonly TableSchema[]> {
+    const conn = await this.#control();
+    try {
+      return await readTableSchemas(conn, selection);
+    } catch (error) {
+      throw classifyMySqlError(error, this.#endpoint, 'reading table definitions');
+    }
+  }
+
+  async readHead(): Promise<Position> {
+    const rows = await this.#query('SHOW MASTER STATUS', [], 'reading the binlog position (SHOW MASTER STATUS)');
+    const head = rows[0];
+    if (!head) {
+      throw new TributaryError('SOURCE_MISCONFIGURED', `The source of connection "${this.#endpoint.name}" has binary logging switched off.`, {
+        hint: 'Start the server with log_bin enabled, binlog_format=ROW and binlog_row_image=FULL.',
+      });
+    }
+    return encodeBinlogPosition({ file: String(head['File']), offset: Number(head['Position']) });
+  }
+
+  snapshot(tables: readonly TableSchema[], options: SnapshotOptions): AsyncIterable<ChangeBatch> {
+    return readSnapshot(this.#endpoint, tables, options);
+  }
+
+  stream(from: Position, options: StreamOptions): AsyncIterable<ChangeBatch> {
+    return readBinlog(this.#endpoint, from, { ...options, serverId: this.#serverId });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    const conn = this.#conn;
+    this.#conn = undefined;
+    await conn?.end().catch(() => conn.destroy());
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Reads table shapes from information_schema. A selection naming a table or schema that does not exist is
+ * an error, never an empty capture: a typo in the config must not look like a quiet source.
+ */
+import type mysql from 'mysql2/promise';
+import { TributaryError } from '../../core/errors.js';
+import type { TableSelection } from '../../core/ports.js';
+import { type ColumnSchema, type TableId, type TableSchema, tableKey } from '../../core/table.js';
+import { deltaTypeFor } from './type-mapping.js';
+
+interface ColumnRow {
+  TABLE_SCHEMA: string;
+  TABLE_NAME: string;
+  COLUMN_NAME: string;
+  COLUMN_TYPE: string;
+  IS_NULLABLE: string;
+  COLUMN_KEY: string;
+}
+
+export async function readTableSchemas(conn: mysql.Connection, selection: TableSelection): Promise<TableSchema[]> {
+  const wanted = new Map<string, TableId>();
+  for (const id of selection.tables) wanted.set(tableKey(id), id);
+
+  if (selection.schemas.length > 0) {
+    const [found] = await conn.query<mysql.RowDataPacket[]>(
+      'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN (?)',
+      [selection.schemas],
+    );
+    const names = new Set(found.map((r) => String(r['SCHEMA_NAME'])));
+    for (const schema of selection.schemas) {
+      if (!names.has(schema)) {
+        throw new TributaryError('SOURCE_TABLE_NOT_FOUND', `The source schema "${schema}" does not exist or is not visible to the CDC user.`, {
+          hint: `Check the name, and GRANT SELECT ON ${schema}.* to the CDC user.`,
+        });
+      }
+    }
+    const [tables] = await conn.query<mysql.RowDataPacket[]>(
+      "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA IN (?) ORDER BY TABLE_SCHEMA, TABLE_NAME",
+      [selection.schemas],
+    );
+    for (const r of tables) {
+      const id = { schema: String(r['TABLE_SCHEMA']), table: String(r['TABLE_NAME']) };
+      wanted.set(tableKey(id), id);
+    }
+  }
+  if (wanted.size === 0) return [];
+
+  const pairs = [...wanted.values()].map((id) => [id.schema, id.table]);
+  const [rows] = await conn.query<(mysql.RowDataPacket & ColumnRow)[]>(
+    `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY
+       FROM information_schema.COLUMNS
+      WHERE (TABLE_SCHEMA, TABLE_NAME) IN (?)
+      ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`,
+    [pairs],
+  );
+  const [keys] = await conn.query<mysql.RowDataPacket[]>(
+    `SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME
+       FROM information_schema.KEY_COLUMN_USAGE
+      WHERE CONSTRAINT_NAME = 'PRIMARY' AND (TABLE_SCHEMA, TABLE_NAME) IN (?)
+      ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`,
+    [pairs],
+  );
+
+  const columnsByTable = new Map<string, ColumnSchema[]>();
+  for (const r of rows) {
+    const key = `${r.TABLE_SCHEMA}.${r.TABLE_NAME}`;
+    const list = columnsByTable.get(key) ?? [];
+    list.push({
+      name: r.COLUMN_NAME,
+      type: deltaTypeFor(r.COLUMN_TYPE, `${key}.${r.COLUMN_NAME}`),
+      nullable: r.IS_NULLABLE === 'YES',
+      sourceType: r.COLUMN_TYPE,
+    });
+    columnsByTable.set(key, list);
+  }
+  const pkByTable = new Map<string, string[]>();
+  for (const r of keys) {
+    const key = `${r['TABLE_SCHEMA']}.${r['TABLE_NAME']}`;
+    const list = pkByTable.get(key) ?? [];
+    list.push(String(r['COLUMN_NAME']));
+    pkByTable.set(key, list);
+  }
+
+  const result: TableSchema[] = [];
+  for (const [key, id] of wanted) {
+    const columns = columnsByTable.get(key);
+    if (!columns) {
+      throw new TributaryError('SOURCE_TABLE_NOT_FOUND', `The source table "${key}" does not exist or is not visible to the CDC user.`, {
+        hint: `Check source_schema and source_table in the pipeline, and GRANT SELECT ON ${id.schema}.* to the CDC user.`,
+      });
+    }
+    const primaryKey = selection.primaryKeys?.get(key) ?? pkByTable.get(key) ?? [];
+    if (primaryKey.length === 0) {
+      throw new TributaryError('SOURCE_NO_PRIMARY_KEY', `The source table "${key}" has no primary key, so changes cannot be matched to rows.`, {
+        hint: 'Add a primary key at the source, or name the key columns in table_configuration.primary_keys.',
+      });
+    }
+    for (const k of primaryKey) {
+      if (!columns.some((c) => c.name === k)) {
+        throw new TributaryError('CONFIG_INVALID', `Primary key column "${k}" is not a column of "${key}".`, {
+          hint: `Columns are: ${columns.map((c) => c.name).join(', ')}.`,
+        });
+      }
+    }
+    result.push({ id, columns, primaryKey });
+  }
+  return result;
+}

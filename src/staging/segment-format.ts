@@ -1,0 +1,88 @@
+/**
+ * The on-disk format of the staging volume. A gateway owns `<volume>/<gateway>/`; inside it every sealed
+ * segment is a directory `seg-<seq>/` holding one Parquet file per source table and `_manifest.json`.
+ *
+ * A segment directory appears only by an atomic rename of a fully written, fsynced temporary directory,
+ * so a reader never sees half a segment. Each manifest carries the gateway's cumulative state after it,
+ * which makes the newest manifest the gateway's checkpoint: there is no second bookkeeping file to keep in
+ * step.
+ *
+ * Staged Parquet columns: `_tributary_ord` (BIGINT, order within the segment), `_tributary_op`
+ * (`r` snapshot read, `c` insert, `u` update, `d` delete), `_tributary_commit_us` (BIGINT, source commit time
+ * in µs since the epoch), then every source column as text (see staged-value.ts).
+ */
+import type { Position } from '../core/position.js';
+import type { TableSchema } from '../core/table.js';
+
+export const MANIFEST_FILE = '_manifest.json';
+export const SEGMENT_FORMAT = 1;
+export const ORD_COLUMN = '_tributary_ord';
+export const OP_COLUMN = '_tributary_op';
+export const COMMIT_US_COLUMN = '_tributary_commit_us';
+
+export type StagedOp = 'r' | 'c' | 'u' | 'd';
+
+export interface GatewayState {
+  /** Sequence number of the newest sealed segment (0 before the first). */
+  readonly seq: number;
+  /** Where streaming resumes; null until the first snapshot has been staged. */
+  readonly position: Position | null;
+  /**
+   * Per source table (`schema.table`), the position its snapshot was taken at. Stream changes at or before
+   * it are already in the snapshot and are skipped for that table.
+   */
+  readonly snapshotPositions: Readonly<Record<string, Position>>;
+  /** A snapshot being staged: its segments are not applied until the one marked `last` is sealed. */
+  readonly pendingSnapshot: { readonly epoch: number; readonly tables: readonly string[] } | null;
+  /** Epoch counter for snapshots, so a restarted snapshot's segments are told apart from a crashed one's. */
+  readonly snapshotEpoch: number;
+}
+
+export const INITIAL_GATEWAY_STATE: GatewayState = {
+  seq: 0,
+  position: null,
+  snapshotPositions: {},
+  pendingSnapshot: null,
+  snapshotEpoch: 0,
+};
+
+export interface StagedTable {
+  /** File name inside the segment directory. */
+  readonly file: string;
+  readonly rows: number;
+  /** The table's shape as these rows were captured. */
+  readonly schema: TableSchema;
+  /** True for the first snapshot segment of a table: apply replaces the table's contents from here. */
+  readonly reset: boolean;
+}
+
+export interface SegmentManifest {
+  readonly format: typeof SEGMENT_FORMAT;
+  readonly seq: number;
+  readonly gateway: string;
+  readonly origin: 'snapshot' | 'stream';
+  /** Set on snapshot segments. `last` marks the segment that completes the snapshot. */
+  readonly snapshot: { readonly epoch: number; readonly last: boolean } | null;
+  readonly startPosition: Position | null;
+  readonly endPosition: Position;
+  readonly firstCommitTime: string | null;
+  readonly lastCommitTime: string | null;
+  readonly createdAt: string;
+  /** By source table key `schema.table`. */
+  readonly tables: Readonly<Record<string, StagedTable>>;
+  /** The gateway's state once this segment is sealed. */
+  readonly state: GatewayState;
+}
+
+export function segmentDirName(seq: number): string {
+  return `seg-${String(seq).padStart(12, '0')}`;
+}
+
+export function parseSegmentDirName(name: string): number | undefined {
+  const m = /^seg-(\d{12})$/.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+export function stagedFileName(tableKey: string): string {
+  return `${encodeURIComponent(tableKey)}.parquet`;
+}
