@@ -3,4 +3,7 @@
 // runs as the `prepare` step of `npm ci` and `npm install`.
 import { main } from '../dist/cli/main.js';
 
-process.exit(await main(process.argv.slice(2)));
+const code = await main(process.argv.slice(2));
+// Exit explicitly (a driver may hold a socket open), but only once stdout and stderr are drained: a pipe
+// reader would otherwise lose the tail of a large result.
+process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));

@@ -44,6 +44,17 @@ export function pipelineOf(config: TributaryConfig, name: string) {
   return pipeline;
 }
 
+/** Tuning knobs for segment sizes (documented in docs/configuration.md); tests use small values. */
+function envInt(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new TributaryError('USAGE', `${name} must be a positive integer, not "${raw}".`);
+  }
+  return value;
+}
+
 /** A stable replica id per gateway, so two gateways on one source never collide by default. */
 function defaultServerId(gateway: string): number {
   return 1_000_000 + (createHash('sha256').update(gateway).digest().readUInt32BE(0) % 1_000_000_000);
@@ -150,8 +161,8 @@ export async function runPipelineOnce(config: TributaryConfig, pipelineName: str
     volume,
     db,
     tables,
-    snapshotChunkRows: options.snapshotChunkRows ?? 50_000,
-    segmentMaxChanges: options.segmentMaxChanges ?? 50_000,
+    snapshotChunkRows: options.snapshotChunkRows ?? envInt('TRIBUTARY_SNAPSHOT_CHUNK_ROWS') ?? 50_000,
+    segmentMaxChanges: options.segmentMaxChanges ?? envInt('TRIBUTARY_SEGMENT_MAX_CHANGES') ?? 50_000,
     until: head,
     signal: options.signal,
     log: options.log,
