@@ -114,6 +114,11 @@ function targetsOf(config: TributaryConfig, pipelineName: string, tables: readon
       for (const t of tables) {
         const sourceKey = tableKey(t.id);
         if (t.id.schema !== o.schema.source_schema || targets.has(sourceKey)) continue;
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(t.id.table)) {
+          throw new TributaryError('CONFIG_INVALID', `Pipeline ${pipelineName}: the source table "${sourceKey}" has a name that is not a valid destination table name.`, {
+            hint: `Add a table object for it with a destination_table made of letters, digits and "_".`,
+          });
+        }
         const name = { catalog: o.schema.destination_catalog, schema: o.schema.destination_schema, table: t.id.table };
         targets.set(sourceKey, { sourceKey, destination: formatTableName(name), tableRoot: warehouse.tablePath(name) });
       }
