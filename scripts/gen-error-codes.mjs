@@ -13,14 +13,19 @@ const pairs = [
 ];
 // A stale dist would silently write the old codes, and the test would then disagree with the fresh file.
 const stale = pairs.filter(
-  ([src, out]) => !existsSync(join(root, out)) || statSync(join(root, out)).mtimeMs < statSync(join(root, src)).mtimeMs,
+  ([src, out]) =>
+    !existsSync(join(root, out)) || statSync(join(root, out)).mtimeMs < statSync(join(root, src)).mtimeMs,
 );
 if (stale.length > 0) {
   console.error(`building: ${stale.map(([, out]) => out).join(', ')} missing or older than the source`);
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
-    cwd: root,
-    stdio: 'inherit',
-  });
+  execFileSync(
+    process.execPath,
+    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
+    {
+      cwd: root,
+      stdio: 'inherit',
+    },
+  );
 }
 
 const { ERROR_CODES } = await import('../dist/core/errors.js');

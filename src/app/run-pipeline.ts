@@ -65,35 +65,22 @@ function gatewaySelection(config: TributaryConfig, gateway: string): TableSelect
   const tables: TableId[] = [];
   const schemas: string[] = [];
   const primaryKeys = new Map<string, string[]>();
+  const columnFilters = new Map<string, { include?: string[]; exclude?: string[] }>();
   for (const p of Object.values(config.pipelines)) {
     if (p.gateway !== gateway) continue;
     for (const o of p.objects) {
       if ('table' in o) {
         const id = { schema: o.table.source_schema, table: o.table.source_table };
         tables.push(id);
-        if (o.table.table_configuration.primary_keys) primaryKeys.set(tableKey(id), o.table.table_configuration.primary_keys);
+        const { primary_keys: keys, include_columns: include, exclude_columns: exclude } = o.table.table_configuration;
+        if (keys) primaryKeys.set(tableKey(id), keys);
+        if (include || exclude) columnFilters.set(tableKey(id), { ...(include ? { include } : {}), ...(exclude ? { exclude } : {}) });
       } else {
         schemas.push(o.schema.source_schema);
       }
     }
   }
-  return { tables, schemas, primaryKeys };
-}
-
-/** Column filters of table objects (include_columns / exclude_columns); key columns are always kept. */
-function filterColumns(config: TributaryConfig, gateway: string, table: TableSchema): TableSchema {
-  for (const p of Object.values(config.pipelines)) {
-    if (p.gateway !== gateway) continue;
-    for (const o of p.objects) {
-      if (!('table' in o) || tableKey({ schema: o.table.source_schema, table: o.table.source_table }) !== tableKey(table.id)) continue;
-      const { include_columns: include, exclude_columns: exclude } = o.table.table_configuration;
-      const columns = table.columns.filter(
-        (c) => table.primaryKey.includes(c.name) || ((!include || include.includes(c.name)) && !exclude?.includes(c.name)),
-      );
-      return { ...table, columns };
-    }
-  }
-  return table;
+  return { tables, schemas, primaryKeys, columnFilters };
 }
 
 function targetsOf(config: TributaryConfig, pipelineName: string, tables: readonly TableSchema[], warehouse: Warehouse): ApplyTarget[] {
@@ -155,9 +142,7 @@ export async function runPipelineOnce(config: TributaryConfig, pipelineName: str
   await using source = await openSource(config, gateway.name);
   await using db = await DuckDb.open();
 
-  const tables = (await source.listTables(gatewaySelection(config, gateway.name), options.signal)).map((t) =>
-    filterColumns(config, gateway.name, t),
-  );
+  const tables = await source.listTables(gatewaySelection(config, gateway.name), options.signal);
   const head = await source.readHead(options.signal);
   options.log.info(`${pipelineName}: catching up to ${head} on ${await source.describe(options.signal)}`);
 

@@ -11,7 +11,8 @@ const RETRY_CLASS_MEANINGS: Readonly<Record<RetryClass, string>> = {
   transient:
     'Try again later with backoff: the network, a restarting server, a lock, a concurrent writer. Nothing needs to change.',
   resnapshot: "The source's history is gone; only a fresh snapshot of the affected tables can recover.",
-  fatal: 'A human must change something first (configuration, credentials, grants, the source server). Retrying alone will not help.',
+  fatal:
+    'A human must change something first (configuration, credentials, grants, the source server). Retrying alone will not help.',
 };
 
 /** A table cell must stay on one line and must not end the cell early. */

@@ -12,6 +12,11 @@ export interface TableSelection {
   readonly schemas: readonly string[];
   /** Primary keys configured for tables that have none (or to override the source's), by `schema.table`. */
   readonly primaryKeys?: ReadonlyMap<string, readonly string[]>;
+  /**
+   * Column filters by `schema.table` (include_columns / exclude_columns). Applied before types are mapped,
+   * so excluding a column of an unsupported type makes the table capturable. Key columns are always kept.
+   */
+  readonly columnFilters?: ReadonlyMap<string, { readonly include?: readonly string[]; readonly exclude?: readonly string[] }>;
 }
 
 export interface SnapshotOptions {

@@ -12,7 +12,7 @@ import type { TableSchema } from '../core/table.js';
 import { commit } from '../delta/commit.js';
 import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
 import type { DuckDb } from '../engine/duckdb.js';
-import { type MergeMetrics, planMerge } from '../engine/merge-changes.js';
+import { type MergeMetrics, planMerge } from '../bronze/merge-changes.js';
 import type { SegmentManifest } from '../staging/segment-format.js';
 import type { StagingVolume } from '../staging/staging-volume.js';
 import { faultPoint } from './fault-injection.js';

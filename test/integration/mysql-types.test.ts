@@ -146,3 +146,42 @@ describe('MariaDB types into Delta', () => {
     ]);
   });
 });
+
+describe('column selection', () => {
+  it('refuses a column type without a Delta mapping, and captures the table once the column is excluded', async () => {
+    const setup = async (conn: import('mysql2/promise').Connection) => {
+      await conn.query('CREATE TABLE places (id INT PRIMARY KEY, name VARCHAR(20), loc POINT, secret VARCHAR(20))');
+      await conn.query("INSERT INTO places VALUES (1, 'home', POINT(1, 2), 's1')");
+    };
+    const table = (db: string, config: string) => `      - table:
+          source_schema: ${db}
+          source_table: places
+          destination_catalog: retail_analytics
+          destination_schema: bronze
+          table_configuration: ${config}`;
+
+    await using refused = await pipelineFixture({ prefix: 'geo', setup, objects: (db) => table(db, '{ scd_type: SCD_TYPE_1 }') });
+    const r = await refused.cli(['run', 'p', '--once']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('SOURCE_UNSUPPORTED_TYPE');
+    expect(r.stderr).toContain('.places.loc');
+    expect(r.stderr).toContain('exclude_columns');
+
+    await using excluded = await pipelineFixture({
+      prefix: 'geo',
+      setup,
+      objects: (db) => table(db, '{ exclude_columns: [loc, secret] }'),
+    });
+    await excluded.run();
+    expect(await excluded.sql('SELECT * EXCLUDE (_commit_timestamp) FROM bronze.places')).toEqual([{ id: 1, name: 'home' }]);
+
+    await using included = await pipelineFixture({
+      prefix: 'geo',
+      setup,
+      objects: (db) => table(db, '{ include_columns: [name] }'),
+    });
+    await included.run();
+    // The key is always kept, so rows can still be matched.
+    expect(await included.sql('SELECT * EXCLUDE (_commit_timestamp) FROM bronze.places')).toEqual([{ id: 1, name: 'home' }]);
+  });
+});

@@ -61,9 +61,24 @@ export async function readTableSchemas(conn: mysql.Connection, selection: TableS
     [pairs],
   );
 
+  const pkByTable = new Map<string, string[]>();
+  for (const r of keys) {
+    const key = `${r['TABLE_SCHEMA']}.${r['TABLE_NAME']}`;
+    const list = pkByTable.get(key) ?? [];
+    list.push(String(r['COLUMN_NAME']));
+    pkByTable.set(key, list);
+  }
+  const keyOf = (key: string) => selection.primaryKeys?.get(key) ?? pkByTable.get(key) ?? [];
+
   const columnsByTable = new Map<string, ColumnSchema[]>();
   for (const r of rows) {
     const key = `${r.TABLE_SCHEMA}.${r.TABLE_NAME}`;
+    if (!columnsByTable.has(key)) columnsByTable.set(key, []);
+    const filter = selection.columnFilters?.get(key);
+    const keep =
+      keyOf(key).includes(r.COLUMN_NAME) ||
+      ((!filter?.include || filter.include.includes(r.COLUMN_NAME)) && !filter?.exclude?.includes(r.COLUMN_NAME));
+    if (!keep) continue;
     const list = columnsByTable.get(key) ?? [];
     list.push({
       name: r.COLUMN_NAME,
@@ -73,14 +88,6 @@ export async function readTableSchemas(conn: mysql.Connection, selection: TableS
     });
     columnsByTable.set(key, list);
   }
-  const pkByTable = new Map<string, string[]>();
-  for (const r of keys) {
-    const key = `${r['TABLE_SCHEMA']}.${r['TABLE_NAME']}`;
-    const list = pkByTable.get(key) ?? [];
-    list.push(String(r['COLUMN_NAME']));
-    pkByTable.set(key, list);
-  }
-
   const result: TableSchema[] = [];
   for (const [key, id] of wanted) {
     const columns = columnsByTable.get(key);
@@ -89,7 +96,7 @@ export async function readTableSchemas(conn: mysql.Connection, selection: TableS
         hint: `Check source_schema and source_table in the pipeline, and GRANT SELECT ON ${id.schema}.* to the CDC user.`,
       });
     }
-    const primaryKey = selection.primaryKeys?.get(key) ?? pkByTable.get(key) ?? [];
+    const primaryKey = keyOf(key);
     if (primaryKey.length === 0) {
       throw new TributaryError('SOURCE_NO_PRIMARY_KEY', `The source table "${key}" has no primary key, so changes cannot be matched to rows.`, {
         hint: 'Add a primary key at the source, or name the key columns in table_configuration.primary_keys.',

@@ -15,9 +15,9 @@ import { type StructField, type StructType, schemaString } from '../delta/schema
 import type { Snapshot } from '../delta/snapshot.js';
 import { COMMIT_US_COLUMN, OP_COLUMN, ORD_COLUMN } from '../staging/segment-format.js';
 import { bronzeSchema, COMMIT_TIMESTAMP_COLUMN, evolveSchema } from './bronze-schema.js';
-import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from './duckdb.js';
-import { duckDbTypeFor } from './duckdb-types.js';
-import { computeFileStats } from './file-stats.js';
+import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from '../engine/duckdb.js';
+import { duckDbTypeFor } from '../engine/duckdb-types.js';
+import { computeFileStats } from '../engine/file-stats.js';
 
 export interface MergeInput {
   readonly tableRoot: string;
