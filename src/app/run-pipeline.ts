@@ -142,8 +142,11 @@ export async function runPipelineOnce(config: TributaryConfig, pipelineName: str
   await using source = await openSource(config, gateway.name);
   await using db = await DuckDb.open();
 
-  const tables = await source.listTables(gatewaySelection(config, gateway.name), options.signal);
+  // The head is read before the table shapes, so every change up to the head was written with a shape no
+  // newer than the one read: a column added meanwhile is already known.
   const head = await source.readHead(options.signal);
+  const selection = gatewaySelection(config, gateway.name);
+  const tables = await source.listTables(selection, options.signal);
   options.log.info(`${pipelineName}: catching up to ${head} on ${await source.describe(options.signal)}`);
 
   const captured = await capture({
@@ -156,6 +159,8 @@ export async function runPipelineOnce(config: TributaryConfig, pipelineName: str
     until: head,
     signal: options.signal,
     log: options.log,
+    refreshSchema: async (id) =>
+      (await source.listTables({ ...selection, tables: [id], schemas: [] }, options.signal))[0],
   });
 
   const applied = await applyStaged({

@@ -9,7 +9,7 @@
 import type { ChangeBatch, ChangeEvent } from '../core/change.js';
 import type { Position } from '../core/position.js';
 import type { SourceConnector } from '../core/ports.js';
-import { type Row, type TableSchema, tableKey } from '../core/table.js';
+import { type Row, type TableId, type TableSchema, tableKey } from '../core/table.js';
 import type { DuckDb } from '../engine/duckdb.js';
 import type { GatewayState, SegmentManifest, StagedOp } from '../staging/segment-format.js';
 import { toStagedText } from '../staging/staged-value.js';
@@ -30,6 +30,11 @@ export interface CaptureOptions {
   readonly until?: Position;
   readonly signal: AbortSignal;
   readonly log: Logger;
+  /**
+   * Re-reads one table's shape. Called when a streamed row has a column the known shape lacks (a column
+   * added while capture was running), so that the new column's values are staged rather than dropped.
+   */
+  readonly refreshSchema?: (id: TableId) => Promise<TableSchema | undefined>;
 }
 
 export interface CaptureReport {
@@ -143,6 +148,7 @@ async function stageStream(
   segments: SegmentManifest[],
 ): Promise<{ state: GatewayState; changes: number }> {
   const schemas = new Map(options.tables.map((t) => [tableKey(t.id), t]));
+  const ignored = new Map<string, Set<string>>();
   let state = initial;
   let total = 0;
   const from = initial.position as Position;
@@ -185,8 +191,21 @@ async function stageStream(
     for (const event of batch.events) {
       if (event.kind === 'schema') continue;
       const key = tableKey(event.table);
-      const schema = schemas.get(key);
+      let schema = schemas.get(key);
       if (!schema) continue;
+      const ignoredHere = ignored.get(key) ?? new Set<string>();
+      const unknown = options.refreshSchema ? unknownColumns(event, schema, ignoredHere) : [];
+      if (options.refreshSchema && unknown.length > 0) {
+        const fresh = (await options.refreshSchema(event.table)) ?? schema;
+        options.log.info(`${key}: column(s) ${unknown.join(', ')} not in the known shape; table shape re-read`);
+        schema = fresh;
+        schemas.set(key, fresh);
+        const entry = draft.tables.get(key);
+        if (entry) entry.schema = fresh;
+        // Whatever the fresh shape still lacks is left out on purpose (exclude_columns) or gone again.
+        for (const n of unknownColumns(event, fresh, ignoredHere)) ignoredHere.add(n);
+        ignored.set(key, ignoredHere);
+      }
       // Already contained in this table's snapshot.
       const snapshotAt = state.snapshotPositions[key];
       if (snapshotAt !== undefined && batch.position <= snapshotAt) continue;
@@ -207,6 +226,12 @@ async function stageStream(
   }
   await seal();
   return { state, changes: total };
+}
+
+/** Names in the row that are neither in the table's shape nor known to be left out (excluded columns). */
+function unknownColumns(event: Exclude<ChangeEvent, { kind: 'schema' }>, schema: TableSchema, ignored: ReadonlySet<string>): string[] {
+  const row = event.kind === 'delete' ? event.before : event.after;
+  return Object.keys(row).filter((n) => !ignored.has(n) && !schema.columns.some((c) => c.name === n));
 }
 
 /** An update that changes the primary key is a delete of the old key and an insert of the new one. */
