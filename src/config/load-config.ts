@@ -83,7 +83,9 @@ export async function loadConfig(path: string): Promise<TributaryConfig> {
 export function parseConfig(text: string, configPath: string): TributaryConfig {
   const absolutePath = resolve(configPath);
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // logLevel 'error': the library's warnings go straight to stderr and quote the text they are about, e.g.
+  // "Keys with collection values will be stringified: "{ hunter2 }"" for `password: {{hunter2}}`.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
   if (doc.errors.length > 0) {
     const lines = doc.errors.map((e) => {
       const { line, col } = lineCounter.linePos(e.pos[0]);
@@ -114,9 +116,17 @@ export function parseConfig(text: string, configPath: string): TributaryConfig {
 
   checkPlaintextPasswords(raw, absolutePath, locate);
 
-  const problems: Problem[] = [];
+  const problems: Problem[] = unquotedReferences(doc);
+  // An unquoted reference is already explained; zod would add "expected a string, got a mapping" for it.
+  const explained = new Set(problems.map((p) => formatPath(p.path)));
   const result = configFileSchema.safeParse(raw, { error: allowedKeysErrorMap });
-  if (!result.success) problems.push(...result.error.issues.flatMap((issue) => describeIssue(issue, raw)));
+  if (!result.success) {
+    problems.push(
+      ...result.error.issues
+        .flatMap((issue) => describeIssue(issue, raw))
+        .filter((p) => !explained.has(formatPath(p.path))),
+    );
+  }
   problems.push(...checkSemantics(raw));
   if (problems.length > 0 || !result.success) {
     throw invalid(absolutePath, problems, locate);
@@ -291,6 +301,31 @@ function checkPlaintextPasswords(
     `${configPath}: ${found.length === 1 ? 'a password is' : 'passwords are'} written in plain text\n${indent(lines)}`,
     { hint },
   );
+}
+
+/**
+ * `password: {{secrets/s/k}}` without quotes is YAML for a mapping whose only key is another mapping, so the
+ * schema alone would say "expected a string, got a mapping" and leave the user guessing. The value is not
+ * echoed: between the braces there may be a password rather than a reference.
+ */
+function unquotedReferences(doc: YamlDocument): Problem[] {
+  const problems: Problem[] = [];
+  const connections = doc.get('connections', true);
+  if (!isMap(connections)) return problems;
+  for (const { key, value } of connections.items) {
+    if (!isScalar(key) || !isMap(value)) continue;
+    const password = value.get('password', true);
+    if (!isMap(password) || password.flow !== true || password.items.length !== 1) continue;
+    const [only] = password.items;
+    if (only !== undefined && isMap(only.key) && only.key.flow === true) {
+      problems.push({
+        path: ['connections', String(key.value), 'password'],
+        message:
+          'is written as {{...}} without quotes, which YAML reads as a mapping; quote the reference: password: "{{secrets/<scope>/<key>}}"',
+      });
+    }
+  }
+  return problems;
 }
 
 function sanitizeSecretName(s: string): string {
