@@ -29,7 +29,13 @@ step('lint', bin('biome'), ['check', '.']);
 
 const report = join(tmpdir(), `tributary-vitest-${process.pid}.json`);
 process.stdout.write('\n> vitest (unit + integration)\n');
-const args = ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...process.argv.slice(2)];
+const args = [
+  'run',
+  '--reporter=default',
+  '--reporter=json',
+  `--outputFile.json=${report}`,
+  ...process.argv.slice(2),
+];
 const r = spawnSync(bin('vitest'), args, { cwd: root, stdio: 'inherit' });
 let passed = 0;
 let failed = r.status === 0 ? 0 : 1;

@@ -5,12 +5,12 @@
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
 import type { TributaryConfig } from '../config/load-config.js';
 import { resolveConnectionPassword } from '../config/load-config.js';
 import { TributaryError } from '../core/errors.js';
 import type { SourceConnector, TableSelection } from '../core/ports.js';
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
-import { parseVolumeName, Warehouse, formatTableName } from '../catalog/warehouse.js';
 import { DuckDb } from '../engine/duckdb.js';
 import { type ApplyTarget, applyStaged, type TableApplyReport } from '../pipeline/apply.js';
 import { type CaptureReport, capture } from '../pipeline/capture.js';
@@ -38,7 +38,8 @@ export function pipelineOf(config: TributaryConfig, name: string) {
   if (!pipeline) {
     const known = Object.keys(config.pipelines);
     throw new TributaryError('PIPELINE_NOT_FOUND', `No pipeline named "${name}" in ${config.configPath}.`, {
-      hint: known.length > 0 ? `Pipelines defined there: ${known.join(', ')}.` : 'Define one under `pipelines:`.',
+      hint:
+        known.length > 0 ? `Pipelines defined there: ${known.join(', ')}.` : 'Define one under `pipelines:`.',
     });
   }
   return pipeline;
@@ -72,9 +73,17 @@ function gatewaySelection(config: TributaryConfig, gateway: string): TableSelect
       if ('table' in o) {
         const id = { schema: o.table.source_schema, table: o.table.source_table };
         tables.push(id);
-        const { primary_keys: keys, include_columns: include, exclude_columns: exclude } = o.table.table_configuration;
+        const {
+          primary_keys: keys,
+          include_columns: include,
+          exclude_columns: exclude,
+        } = o.table.table_configuration;
         if (keys) primaryKeys.set(tableKey(id), keys);
-        if (include || exclude) columnFilters.set(tableKey(id), { ...(include ? { include } : {}), ...(exclude ? { exclude } : {}) });
+        if (include || exclude)
+          columnFilters.set(tableKey(id), {
+            ...(include ? { include } : {}),
+            ...(exclude ? { exclude } : {}),
+          });
       } else {
         schemas.push(o.schema.source_schema);
       }
@@ -83,31 +92,62 @@ function gatewaySelection(config: TributaryConfig, gateway: string): TableSelect
   return { tables, schemas, primaryKeys, columnFilters };
 }
 
-function targetsOf(config: TributaryConfig, pipelineName: string, tables: readonly TableSchema[], warehouse: Warehouse): ApplyTarget[] {
+function targetsOf(
+  config: TributaryConfig,
+  pipelineName: string,
+  tables: readonly TableSchema[],
+  warehouse: Warehouse,
+): ApplyTarget[] {
   const pipeline = pipelineOf(config, pipelineName);
   const targets = new Map<string, ApplyTarget>();
   for (const o of pipeline.objects) {
     if ('table' in o) {
       if (o.table.table_configuration.scd_type !== 'SCD_TYPE_1') {
-        throw new TributaryError('CONFIG_INVALID', `Pipeline ${pipelineName}: ${o.table.table_configuration.scd_type} is not supported yet; use SCD_TYPE_1.`);
+        throw new TributaryError(
+          'CONFIG_INVALID',
+          `Pipeline ${pipelineName}: ${o.table.table_configuration.scd_type} is not supported yet; use SCD_TYPE_1.`,
+        );
       }
-      const name = { catalog: o.table.destination_catalog, schema: o.table.destination_schema, table: o.table.destination_table };
+      const name = {
+        catalog: o.table.destination_catalog,
+        schema: o.table.destination_schema,
+        table: o.table.destination_table,
+      };
       const sourceKey = tableKey({ schema: o.table.source_schema, table: o.table.source_table });
-      targets.set(sourceKey, { sourceKey, destination: formatTableName(name), tableRoot: warehouse.tablePath(name) });
+      targets.set(sourceKey, {
+        sourceKey,
+        destination: formatTableName(name),
+        tableRoot: warehouse.tablePath(name),
+      });
     } else {
       if (o.schema.table_configuration.scd_type !== 'SCD_TYPE_1') {
-        throw new TributaryError('CONFIG_INVALID', `Pipeline ${pipelineName}: ${o.schema.table_configuration.scd_type} is not supported yet; use SCD_TYPE_1.`);
+        throw new TributaryError(
+          'CONFIG_INVALID',
+          `Pipeline ${pipelineName}: ${o.schema.table_configuration.scd_type} is not supported yet; use SCD_TYPE_1.`,
+        );
       }
       for (const t of tables) {
         const sourceKey = tableKey(t.id);
         if (t.id.schema !== o.schema.source_schema || targets.has(sourceKey)) continue;
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(t.id.table)) {
-          throw new TributaryError('CONFIG_INVALID', `Pipeline ${pipelineName}: the source table "${sourceKey}" has a name that is not a valid destination table name.`, {
-            hint: `Add a table object for it with a destination_table made of letters, digits and "_".`,
-          });
+          throw new TributaryError(
+            'CONFIG_INVALID',
+            `Pipeline ${pipelineName}: the source table "${sourceKey}" has a name that is not a valid destination table name.`,
+            {
+              hint: `Add a table object for it with a destination_table made of letters, digits and "_".`,
+            },
+          );
         }
-        const name = { catalog: o.schema.destination_catalog, schema: o.schema.destination_schema, table: t.id.table };
-        targets.set(sourceKey, { sourceKey, destination: formatTableName(name), tableRoot: warehouse.tablePath(name) });
+        const name = {
+          catalog: o.schema.destination_catalog,
+          schema: o.schema.destination_schema,
+          table: t.id.table,
+        };
+        targets.set(sourceKey, {
+          sourceKey,
+          destination: formatTableName(name),
+          tableRoot: warehouse.tablePath(name),
+        });
       }
     }
   }
@@ -129,7 +169,11 @@ export async function openSource(config: TributaryConfig, gatewayName: string): 
  * One catch-up run: capture from the source up to its position at the start of the run, then apply
  * everything staged to the pipeline's bronze tables.
  */
-export async function runPipelineOnce(config: TributaryConfig, pipelineName: string, options: RunOnceOptions): Promise<RunReport> {
+export async function runPipelineOnce(
+  config: TributaryConfig,
+  pipelineName: string,
+  options: RunOnceOptions,
+): Promise<RunReport> {
   const pipeline = pipelineOf(config, pipelineName);
   const gateway = config.gateways[pipeline.gateway];
   if (!gateway) throw new TributaryError('INTERNAL', `gateway ${pipeline.gateway} not validated`);

@@ -13,11 +13,11 @@ import type { Action, AddFile, RemoveFile } from '../delta/actions.js';
 import { DEFAULT_PROTOCOL, newDataFileName, newTableMetadata } from '../delta/commit.js';
 import { type StructField, type StructType, schemaString } from '../delta/schema.js';
 import type { Snapshot } from '../delta/snapshot.js';
-import { COMMIT_US_COLUMN, OP_COLUMN, ORD_COLUMN } from '../staging/segment-format.js';
-import { bronzeSchema, COMMIT_TIMESTAMP_COLUMN, evolveSchema } from './bronze-schema.js';
 import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from '../engine/duckdb.js';
 import { duckDbTypeFor } from '../engine/duckdb-types.js';
 import { computeFileStats } from '../engine/file-stats.js';
+import { COMMIT_US_COLUMN, OP_COLUMN, ORD_COLUMN } from '../staging/segment-format.js';
+import { bronzeSchema, COMMIT_TIMESTAMP_COLUMN, evolveSchema } from './bronze-schema.js';
 
 export interface MergeInput {
   readonly tableRoot: string;
@@ -54,7 +54,10 @@ let tempCounter = 0;
 
 function typeOf(field: StructField): string {
   if (typeof field.type !== 'string') {
-    throw new TributaryError('INTERNAL', `Bronze column ${field.name} has a nested type; only primitive types are staged.`);
+    throw new TributaryError(
+      'INTERNAL',
+      `Bronze column ${field.name} has a nested type; only primitive types are staged.`,
+    );
   }
   return field.type;
 }
@@ -104,7 +107,8 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
   );
   const typedKey = pk.map((k) => {
     const field = fields.find((f) => f.name === k);
-    if (!field) throw new TributaryError('INTERNAL', `primary key column ${k} missing from the bronze schema`);
+    if (!field)
+      throw new TributaryError('INTERNAL', `primary key column ${k} missing from the bronze schema`);
     return fromStaged(field, true);
   });
   const cols = fields.map((f) => q(f.name)).join(', ');
@@ -145,7 +149,9 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
       if (hitPaths.length > 0) {
         const hitList = `[${hitPaths.map(quoteDuckString).join(', ')}]`;
         const proj = fields
-          .map((f) => (oldFields.has(f.name) ? q(f.name) : `NULL::${duckDbTypeFor(typeOf(f))} AS ${q(f.name)}`))
+          .map((f) =>
+            oldFields.has(f.name) ? q(f.name) : `NULL::${duckDbTypeFor(typeOf(f))} AS ${q(f.name)}`,
+          )
           .join(', ');
         keptSql = `SELECT ${proj} FROM read_parquet(${hitList}, union_by_name = true) ANTI JOIN ${chg} USING (${pkList})`;
         const counts = await db.rows(
@@ -169,7 +175,9 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
     await mkdir(input.tableRoot, { recursive: true });
     const name = newDataFileName();
     const path = join(input.tableRoot, name);
-    const written = await db.rows(`COPY (${output}) TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy)`);
+    const written = await db.rows(
+      `COPY (${output}) TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy)`,
+    );
     const outputRows = Number(written[0]?.['Count'] ?? 0);
     const adds: AddFile[] = [];
     if (outputRows > 0) {
@@ -202,7 +210,14 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
       operationParameters: merge
         ? { predicate: pk.map((k) => `target.${k} = source.${k}`).join(' AND ') }
         : { mode: input.overwrite ? 'Overwrite' : 'Append', partitionBy: [] },
-      metrics: { inserted, updated, deleted, filesAdded: adds.length, filesRemoved: removes.length, outputRows },
+      metrics: {
+        inserted,
+        updated,
+        deleted,
+        filesAdded: adds.length,
+        filesRemoved: removes.length,
+        outputRows,
+      },
     };
   } finally {
     await db.run(`DROP TABLE IF EXISTS ${chg}`);

@@ -32,7 +32,10 @@ export function formatTableName(name: TableName): string {
 export function parseVolumeName(text: string): VolumeName {
   const parts = text.split('.');
   if (parts.length !== 3 || !parts.every((p) => IDENT.test(p))) {
-    throw new TributaryError('CONFIG_INVALID', `"${text}" is not a volume name of the form catalog.schema.volume.`);
+    throw new TributaryError(
+      'CONFIG_INVALID',
+      `"${text}" is not a volume name of the form catalog.schema.volume.`,
+    );
   }
   const [catalog, schema, volume] = parts as [string, string, string];
   return { catalog, schema, volume };
@@ -53,7 +56,9 @@ export class Warehouse {
   async ensureVolume(name: VolumeName): Promise<string> {
     const path = this.volumePath(name);
     await mkdir(path, { recursive: true });
-    await writeFile(join(path, VOLUME_MARKER), `${name.catalog}.${name.schema}.${name.volume}\n`, { flag: 'w' });
+    await writeFile(join(path, VOLUME_MARKER), `${name.catalog}.${name.schema}.${name.volume}\n`, {
+      flag: 'w',
+    });
     return path;
   }
 

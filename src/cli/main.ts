@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { TributaryError, isTributaryError, messageOf } from '../core/errors.js';
+import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSqlCommand } from './commands/sql.js';

@@ -18,31 +18,61 @@ export type RetryClass =
 /** Each code with a one-line meaning and its default retry class. */
 export const ERROR_CODES = {
   CONFIG_NOT_FOUND: { retry: 'fatal', doc: 'The configuration file does not exist.' },
-  CONFIG_INVALID: { retry: 'fatal', doc: 'The configuration file is not valid YAML or does not match the schema.' },
-  CONFIG_PLAINTEXT_SECRET: { retry: 'fatal', doc: 'A password is written in plain text instead of a secret reference.' },
-  SECRET_NOT_FOUND: { retry: 'fatal', doc: 'A {{secrets/scope/key}} reference names a secret that is not stored.' },
+  CONFIG_INVALID: {
+    retry: 'fatal',
+    doc: 'The configuration file is not valid YAML or does not match the schema.',
+  },
+  CONFIG_PLAINTEXT_SECRET: {
+    retry: 'fatal',
+    doc: 'A password is written in plain text instead of a secret reference.',
+  },
+  SECRET_NOT_FOUND: {
+    retry: 'fatal',
+    doc: 'A {{secrets/scope/key}} reference names a secret that is not stored.',
+  },
   SECRET_SCOPE_NOT_FOUND: { retry: 'fatal', doc: 'A secret scope does not exist.' },
   SECRET_SCOPE_EXISTS: { retry: 'fatal', doc: 'A secret scope already exists.' },
-  SECRET_INVALID_NAME: { retry: 'fatal', doc: 'A secret scope or key name contains characters that are not allowed.' },
+  SECRET_INVALID_NAME: {
+    retry: 'fatal',
+    doc: 'A secret scope or key name contains characters that are not allowed.',
+  },
   PIPELINE_NOT_FOUND: { retry: 'fatal', doc: 'The named pipeline is not defined in the configuration.' },
   SOURCE_UNREACHABLE: { retry: 'transient', doc: 'The source database cannot be reached over the network.' },
   SOURCE_AUTH_FAILED: { retry: 'fatal', doc: 'The source database rejected the user name or password.' },
   SOURCE_PRIVILEGE_MISSING: { retry: 'fatal', doc: 'The CDC user lacks a privilege that capture needs.' },
-  SOURCE_MISCONFIGURED: { retry: 'fatal', doc: 'A source server setting (binlog format, row image, ...) prevents capture.' },
+  SOURCE_MISCONFIGURED: {
+    retry: 'fatal',
+    doc: 'A source server setting (binlog format, row image, ...) prevents capture.',
+  },
   SOURCE_TABLE_NOT_FOUND: { retry: 'fatal', doc: 'A configured source table or schema does not exist.' },
   SOURCE_NO_PRIMARY_KEY: { retry: 'fatal', doc: 'A table has no primary key and none is configured.' },
   SOURCE_UNSUPPORTED_TYPE: { retry: 'fatal', doc: 'A source column type has no Delta Lake mapping.' },
-  SOURCE_HISTORY_LOST: { retry: 'resnapshot', doc: 'The saved log position is no longer available at the source.' },
-  SOURCE_SCHEMA_CHANGED: { retry: 'fatal', doc: 'A source table changed shape in a way the pipeline cannot follow.' },
+  SOURCE_HISTORY_LOST: {
+    retry: 'resnapshot',
+    doc: 'The saved log position is no longer available at the source.',
+  },
+  SOURCE_SCHEMA_CHANGED: {
+    retry: 'fatal',
+    doc: 'A source table changed shape in a way the pipeline cannot follow.',
+  },
   SOURCE_QUERY_FAILED: { retry: 'transient', doc: 'A query against the source failed.' },
   STAGING_CORRUPT: { retry: 'fatal', doc: 'A staged segment or its manifest is unreadable.' },
-  DELTA_PROTOCOL: { retry: 'fatal', doc: 'A Delta table uses a protocol feature this reader does not support.' },
+  DELTA_PROTOCOL: {
+    retry: 'fatal',
+    doc: 'A Delta table uses a protocol feature this reader does not support.',
+  },
   DELTA_CORRUPT: { retry: 'fatal', doc: 'A Delta table log is missing, unreadable or inconsistent.' },
   DELTA_CONFLICT: { retry: 'transient', doc: 'A concurrent writer committed a conflicting change.' },
   DELTA_TABLE_NOT_FOUND: { retry: 'fatal', doc: 'No Delta table exists at the given location.' },
   SQL_ERROR: { retry: 'fatal', doc: 'A SQL statement failed to parse or execute.' },
-  SQL_UNKNOWN_TABLE: { retry: 'fatal', doc: 'A SQL statement names a table that does not exist in the warehouse.' },
-  DEPENDENCY_MISSING: { retry: 'fatal', doc: 'A program Tributary needs (such as mariadbd) is not installed.' },
+  SQL_UNKNOWN_TABLE: {
+    retry: 'fatal',
+    doc: 'A SQL statement names a table that does not exist in the warehouse.',
+  },
+  DEPENDENCY_MISSING: {
+    retry: 'fatal',
+    doc: 'A program Tributary needs (such as mariadbd) is not installed.',
+  },
   USAGE: { retry: 'fatal', doc: 'The command line is not valid.' },
   INTERNAL: { retry: 'fatal', doc: 'A bug in Tributary: please report it with the message.' },
 } as const satisfies Record<string, { retry: RetryClass; doc: string }>;

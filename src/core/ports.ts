@@ -16,7 +16,10 @@ export interface TableSelection {
    * Column filters by `schema.table` (include_columns / exclude_columns). Applied before types are mapped,
    * so excluding a column of an unsupported type makes the table capturable. Key columns are always kept.
    */
-  readonly columnFilters?: ReadonlyMap<string, { readonly include?: readonly string[]; readonly exclude?: readonly string[] }>;
+  readonly columnFilters?: ReadonlyMap<
+    string,
+    { readonly include?: readonly string[]; readonly exclude?: readonly string[] }
+  >;
 }
 
 export interface SnapshotOptions {

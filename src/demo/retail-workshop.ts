@@ -100,7 +100,10 @@ async function insertAll(conn: Connection, table: string, rows: unknown[][]): Pr
   }
 }
 
-export async function createRetailSchema(conn: Connection, sizes: RetailSizes = WORKSHOP_SIZES): Promise<void> {
+export async function createRetailSchema(
+  conn: Connection,
+  sizes: RetailSizes = WORKSHOP_SIZES,
+): Promise<void> {
   for (const ddl of RETAIL_DDL) await conn.query(ddl);
   const rand = prng(42);
   const customers = customerIds(sizes.customers);
@@ -111,7 +114,19 @@ export async function createRetailSchema(conn: Connection, sizes: RetailSizes = 
       const first = FIRST[i % FIRST.length] as string;
       const last = LAST[(i * 7) % LAST.length] as string;
       const [city, state] = CITIES[i % CITIES.length] as [string, string];
-      return [id, first, last, `${first}.${last}.${id}@example.com`.toLowerCase(), `555-${String(1000 + (id % 9000)).padStart(4, '0')}`, `${100 + i} Main St`, city, state, String(10000 + i), at(i), null];
+      return [
+        id,
+        first,
+        last,
+        `${first}.${last}.${id}@example.com`.toLowerCase(),
+        `555-${String(1000 + (id % 9000)).padStart(4, '0')}`,
+        `${100 + i} Main St`,
+        city,
+        state,
+        String(10000 + i),
+        at(i),
+        null,
+      ];
     }),
   );
   const products = productIds(sizes.products);
@@ -135,7 +150,8 @@ export async function createRetailSchema(conn: Connection, sizes: RetailSizes = 
     'orders',
     orderIds(sizes.orders).map((id, i) => {
       // Customer 9999 has orders too, so deleting it exercises the foreign key; order 5001 is not one of them.
-      const customer = id % 97 === 0 && id !== 5001 ? 9999 : (customers[i % (customers.length - 1)] as number);
+      const customer =
+        id % 97 === 0 && id !== 5001 ? 9999 : (customers[i % (customers.length - 1)] as number);
       return [
         id,
         customer,
@@ -193,7 +209,8 @@ export interface Validation {
   check(rows: readonly Record<string, unknown>[], source: SourceCounts): string | null;
 }
 
-const one = (rows: readonly Record<string, unknown>[]) => (rows.length === 1 ? (rows[0] as Record<string, unknown>) : undefined);
+const one = (rows: readonly Record<string, unknown>[]) =>
+  rows.length === 1 ? (rows[0] as Record<string, unknown>) : undefined;
 
 export const WORKSHOP_VALIDATIONS: readonly Validation[] = [
   {
@@ -206,7 +223,9 @@ SELECT 'products', COUNT(*) FROM bronze.products;`,
     check(rows, source) {
       const got = Object.fromEntries(rows.map((r) => [String(r['table_name']), Number(r['record_count'])]));
       const want = { customers: source.customers, orders: source.orders, products: source.products };
-      return JSON.stringify(got) === JSON.stringify(want) ? null : `expected ${JSON.stringify(want)} (the source), got ${JSON.stringify(got)}`;
+      return JSON.stringify(got) === JSON.stringify(want)
+        ? null
+        : `expected ${JSON.stringify(want)} (the source), got ${JSON.stringify(got)}`;
     },
   },
   {
@@ -215,7 +234,10 @@ SELECT 'products', COUNT(*) FROM bronze.products;`,
 WHERE customer_id = 10001;`,
     check(rows) {
       const r = one(rows);
-      return r && r['first_name'] === 'Jane' && r['last_name'] === 'Smith' && r['email'] === 'jane.smith@email.com'
+      return r &&
+        r['first_name'] === 'Jane' &&
+        r['last_name'] === 'Smith' &&
+        r['email'] === 'jane.smith@email.com'
         ? null
         : `expected one row for Jane Smith, got ${JSON.stringify(rows)}`;
     },
@@ -228,7 +250,9 @@ WHERE order_id = 5001
 ORDER BY _commit_timestamp DESC;`,
     check(rows) {
       const r = one(rows);
-      return r && r['order_status'] === 'SHIPPED' && r['last_updated'] !== null ? null : `expected order 5001 SHIPPED, got ${JSON.stringify(rows)}`;
+      return r && r['order_status'] === 'SHIPPED' && r['last_updated'] !== null
+        ? null
+        : `expected order 5001 SHIPPED, got ${JSON.stringify(rows)}`;
     },
   },
   {
@@ -239,7 +263,9 @@ WHERE product_id = 2001
 ORDER BY _commit_timestamp DESC;`,
     check(rows) {
       const r = one(rows);
-      return r && String(r['price']) === '29.99' ? null : `expected product 2001 at 29.99, got ${JSON.stringify(rows)}`;
+      return r && String(r['price']) === '29.99'
+        ? null
+        : `expected product 2001 at 29.99, got ${JSON.stringify(rows)}`;
     },
   },
   {

@@ -28,9 +28,16 @@ interface CliResult {
   stderr: string;
 }
 
-function tributary(args: string[], options: { cwd: string; env: NodeJS.ProcessEnv; input?: string; echo?: boolean }): Promise<CliResult> {
+function tributary(
+  args: string[],
+  options: { cwd: string; env: NodeJS.ProcessEnv; input?: string; echo?: boolean },
+): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: options.cwd, env: options.env, stdio: 'pipe' });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      cwd: options.cwd,
+      env: options.env,
+      stdio: 'pipe',
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -75,7 +82,9 @@ export async function runDemo(options: { keep?: boolean } = {}): Promise<number>
       await admin.query('USE retail_db');
       await createRetailSchema(admin);
       const seeded = await sourceCounts(admin, 'retail_db');
-      process.stdout.write(`customers ${seeded.customers}, orders ${seeded.orders}, products ${seeded.products}\n`);
+      process.stdout.write(
+        `customers ${seeded.customers}, orders ${seeded.orders}, products ${seeded.products}\n`,
+      );
 
       banner('Creating a least-privilege CDC user (checklist section 2)');
       const cdcPassword = randomBytes(18).toString('base64url');
@@ -83,16 +92,23 @@ export async function runDemo(options: { keep?: boolean } = {}): Promise<number>
       await admin.query("GRANT SELECT ON retail_db.* TO 'cdc_user'@'127.0.0.1'");
       await admin.query("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdc_user'@'127.0.0.1'");
       const [grants] = await admin.query("SHOW GRANTS FOR 'cdc_user'@'127.0.0.1'");
-      for (const g of grants as Array<Record<string, string>>) process.stdout.write(`${Object.values(g)[0]?.replace(/PASSWORD '[^']*'/, "PASSWORD '***'")}\n`);
+      for (const g of grants as Array<Record<string, string>>)
+        process.stdout.write(`${Object.values(g)[0]?.replace(/PASSWORD '[^']*'/, "PASSWORD '***'")}\n`);
 
       const env = { ...process.env, TRIBUTARY_HOME: join(work, 'home') };
-      const run = (args: string[], input?: string, echo = false) => tributary(args, { cwd: work, env, ...(input === undefined ? {} : { input }), echo });
+      const run = (args: string[], input?: string, echo = false) =>
+        tributary(args, { cwd: work, env, ...(input === undefined ? {} : { input }), echo });
 
       banner('Storing the CDC password as a secret');
       process.stdout.write('$ tributary secrets create-scope --scope mysql_credentials\n');
       await must(run(['secrets', 'create-scope', '--scope', 'mysql_credentials']), 'secrets create-scope');
-      process.stdout.write('$ tributary secrets put --scope mysql_credentials --key cdc_password   (value on stdin)\n');
-      await must(run(['secrets', 'put', '--scope', 'mysql_credentials', '--key', 'cdc_password'], `${cdcPassword}\n`), 'secrets put');
+      process.stdout.write(
+        '$ tributary secrets put --scope mysql_credentials --key cdc_password   (value on stdin)\n',
+      );
+      await must(
+        run(['secrets', 'put', '--scope', 'mysql_credentials', '--key', 'cdc_password'], `${cdcPassword}\n`),
+        'secrets put',
+      );
 
       const config = `warehouse: ./lakehouse
 connections:
@@ -126,7 +142,10 @@ pipelines:
       process.stdout.write(config);
 
       banner('Initial snapshot: tributary run retail_ingestion_pipeline --once');
-      process.stdout.write((await must(run(['run', 'retail_ingestion_pipeline', '--once'], undefined, true), 'the snapshot run')).stdout);
+      process.stdout.write(
+        (await must(run(['run', 'retail_ingestion_pipeline', '--once'], undefined, true), 'the snapshot run'))
+          .stdout,
+      );
       const afterSnapshot = await sourceCounts(admin, 'retail_db');
       const countQuery = WORKSHOP_VALIDATIONS[0];
       let failures = 0;
@@ -137,7 +156,14 @@ pipelines:
       await runWorkshopScenario(admin);
 
       banner('Incremental run: tributary run retail_ingestion_pipeline --once');
-      process.stdout.write((await must(run(['run', 'retail_ingestion_pipeline', '--once'], undefined, true), 'the incremental run')).stdout);
+      process.stdout.write(
+        (
+          await must(
+            run(['run', 'retail_ingestion_pipeline', '--once'], undefined, true),
+            'the incremental run',
+          )
+        ).stdout,
+      );
 
       const final = await sourceCounts(admin, 'retail_db');
       for (const v of WORKSHOP_VALIDATIONS) failures += await validate(run, v, final);

@@ -8,12 +8,14 @@ describe('rewriteDatabricksSql', () => {
   });
 
   it('never rewrites inside string literals or comments', () => {
-    const input = "SELECT 'CURRENT_TIMESTAMP()' AS s, \"CURRENT_DATE()\" -- CURRENT_DATE()\nFROM t";
+    const input = 'SELECT \'CURRENT_TIMESTAMP()\' AS s, "CURRENT_DATE()" -- CURRENT_DATE()\nFROM t';
     expect(rewriteDatabricksSql(input).sql).toBe(input);
   });
 
   it('replaces delta.`path` with a generated view name and backticks with double quotes', () => {
-    const { sql, deltaPaths } = rewriteDatabricksSql('SELECT `my col` FROM delta.`/tmp/a b/t` JOIN delta.`/x`');
+    const { sql, deltaPaths } = rewriteDatabricksSql(
+      'SELECT `my col` FROM delta.`/tmp/a b/t` JOIN delta.`/x`',
+    );
     expect(sql).toBe('SELECT "my col" FROM __delta_1 JOIN __delta_2');
     expect([...deltaPaths.entries()]).toEqual([
       ['__delta_1', '/tmp/a b/t'],
@@ -21,8 +23,10 @@ describe('rewriteDatabricksSql', () => {
     ]);
   });
 
-  it("keeps doubled quotes inside literals intact", () => {
+  it('keeps doubled quotes inside literals intact', () => {
     const input = "SELECT 'it''s CURRENT_DATE()' FROM t WHERE d = CURRENT_DATE()";
-    expect(rewriteDatabricksSql(input).sql).toBe("SELECT 'it''s CURRENT_DATE()' FROM t WHERE d = CURRENT_DATE");
+    expect(rewriteDatabricksSql(input).sql).toBe(
+      "SELECT 'it''s CURRENT_DATE()' FROM t WHERE d = CURRENT_DATE",
+    );
   });
 });

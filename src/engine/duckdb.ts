@@ -3,7 +3,7 @@
  * and Parquet instants mean the same thing everywhere.
  */
 import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
-import { TributaryError, messageOf } from '../core/errors.js';
+import { messageOf, TributaryError } from '../core/errors.js';
 
 export class DuckDb implements AsyncDisposable {
   private constructor(

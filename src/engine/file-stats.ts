@@ -8,9 +8,14 @@ import { type FileStats, formatStats } from '../delta/stats.js';
 import { type DuckDb, quoteDuckIdent, quoteDuckString } from './duckdb.js';
 
 /** Types whose min/max data skipping can use. */
-const ORDERED = /^(byte|short|integer|long|float|double|date|timestamp|timestamp_ntz|string|decimal\(\d+,\d+\))$/;
+const ORDERED =
+  /^(byte|short|integer|long|float|double|date|timestamp|timestamp_ntz|string|decimal\(\d+,\d+\))$/;
 
-export async function computeFileStats(db: DuckDb, path: string, fields: readonly StructField[]): Promise<string> {
+export async function computeFileStats(
+  db: DuckDb,
+  path: string,
+  fields: readonly StructField[],
+): Promise<string> {
   const selects = ['count(*) AS "n"'];
   fields.forEach((f, i) => {
     const c = quoteDuckIdent(f.name);
@@ -19,7 +24,9 @@ export async function computeFileStats(db: DuckDb, path: string, fields: readonl
       selects.push(`min(${c}) AS "min_${i}"`, `max(${c}) AS "max_${i}"`);
     }
   });
-  const reader = await db.connection.runAndReadAll(`SELECT ${selects.join(', ')} FROM read_parquet(${quoteDuckString(path)})`);
+  const reader = await db.connection.runAndReadAll(
+    `SELECT ${selects.join(', ')} FROM read_parquet(${quoteDuckString(path)})`,
+  );
   const row = reader.getRowObjects()[0] as Record<string, DuckDBValue>;
   const stats: FileStats = { numRecords: Number(row['n']), minValues: {}, maxValues: {}, nullCount: {} };
   fields.forEach((f, i) => {

@@ -7,7 +7,7 @@
 import { resolve } from 'node:path';
 import { DuckDBTypeId } from '@duckdb/node-api';
 import type { Warehouse } from '../catalog/warehouse.js';
-import { TributaryError, isTributaryError, messageOf } from '../core/errors.js';
+import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { loadSnapshot, type Snapshot } from '../delta/snapshot.js';
 import { rewriteDatabricksSql } from './databricks-dialect.js';
 import { DuckDb, quoteDuckIdent as q, quoteDuckString } from './duckdb.js';
@@ -55,7 +55,9 @@ export class SqlSession implements AsyncDisposable {
       body = `SELECT ${cols.join(', ')} WHERE false`;
     } else {
       const list = `[${files.map(quoteDuckString).join(', ')}]`;
-      const described = await this.db.rows(`DESCRIBE SELECT * FROM read_parquet(${list}, union_by_name = true)`);
+      const described = await this.db.rows(
+        `DESCRIBE SELECT * FROM read_parquet(${list}, union_by_name = true)`,
+      );
       const present = new Set(described.map((r) => String(r['column_name'])));
       const cols = fields.map((f) =>
         present.has(f.name) ? q(f.name) : `NULL::${duckDbTypeFor(String(f.type))} AS ${q(f.name)}`,
@@ -70,10 +72,14 @@ export class SqlSession implements AsyncDisposable {
     const words = new Set(sql.toLowerCase().match(/[a-z_][a-z0-9_]*/g) ?? []);
     for (const t of await this.warehouse.listTables()) {
       const key = `${t.catalog}.${t.schema}.${t.table}`;
-      if (this.#registered.has(key) || !words.has(t.table.toLowerCase()) || RESERVED_CATALOGS.has(t.catalog)) continue;
+      if (this.#registered.has(key) || !words.has(t.table.toLowerCase()) || RESERVED_CATALOGS.has(t.catalog))
+        continue;
       await this.#attach(t.catalog);
       await this.db.run(`CREATE SCHEMA IF NOT EXISTS ${q(t.catalog)}.${q(t.schema)}`);
-      await this.#registerView(`${q(t.catalog)}.${q(t.schema)}.${q(t.table)}`, await loadSnapshot(this.warehouse.tablePath(t)));
+      await this.#registerView(
+        `${q(t.catalog)}.${q(t.schema)}.${q(t.table)}`,
+        await loadSnapshot(this.warehouse.tablePath(t)),
+      );
       this.#registered.add(key);
     }
   }
@@ -92,9 +98,12 @@ export class SqlSession implements AsyncDisposable {
         const obj: Record<string, unknown> = {};
         row.forEach((value, i) => {
           const id = types[i]?.typeId;
-          const integer = id === DuckDBTypeId.BIGINT || id === DuckDBTypeId.UBIGINT || id === DuckDBTypeId.HUGEINT;
+          const integer =
+            id === DuckDBTypeId.BIGINT || id === DuckDBTypeId.UBIGINT || id === DuckDBTypeId.HUGEINT;
           obj[columns[i] as string] =
-            integer && typeof value === 'string' && Number.isSafeInteger(Number(value)) ? Number(value) : value;
+            integer && typeof value === 'string' && Number.isSafeInteger(Number(value))
+              ? Number(value)
+              : value;
         });
         return obj;
       });

@@ -7,12 +7,12 @@
  * skipped by that check (invariant 3 in docs/architecture.md).
  */
 import { join } from 'node:path';
+import { type MergeMetrics, planMerge } from '../bronze/merge-changes.js';
 import { isTributaryError } from '../core/errors.js';
 import type { TableSchema } from '../core/table.js';
 import { commit } from '../delta/commit.js';
 import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
 import type { DuckDb } from '../engine/duckdb.js';
-import { type MergeMetrics, planMerge } from '../bronze/merge-changes.js';
 import type { SegmentManifest } from '../staging/segment-format.js';
 import type { StagingVolume } from '../staging/staging-volume.js';
 import { faultPoint } from './fault-injection.js';
@@ -49,7 +49,8 @@ export function txnAppId(pipeline: string, destination: string): string {
 
 export async function applyStaged(options: ApplyOptions): Promise<TableApplyReport[]> {
   const manifests: SegmentManifest[] = [];
-  for (const seq of await options.volume.listSegments()) manifests.push(await options.volume.readManifest(seq));
+  for (const seq of await options.volume.listSegments())
+    manifests.push(await options.volume.readManifest(seq));
   // A snapshot's segments become applicable together, once its last segment is sealed.
   const completeEpochs = new Set(manifests.filter((m) => m.snapshot?.last).map((m) => m.snapshot?.epoch));
   const applicable = manifests.filter((m) => m.snapshot === null || completeEpochs.has(m.snapshot.epoch));
@@ -66,9 +67,21 @@ async function currentSnapshot(tableRoot: string): Promise<Snapshot | null> {
   return (await isDeltaTable(tableRoot)) ? loadSnapshot(tableRoot) : null;
 }
 
-async function applyTable(options: ApplyOptions, target: ApplyTarget, manifests: readonly SegmentManifest[]): Promise<TableApplyReport> {
+async function applyTable(
+  options: ApplyOptions,
+  target: ApplyTarget,
+  manifests: readonly SegmentManifest[],
+): Promise<TableApplyReport> {
   const appId = txnAppId(options.pipeline, target.destination);
-  const totals = { inserted: 0, updated: 0, deleted: 0, filesAdded: 0, filesRemoved: 0, outputRows: 0, commits: 0 };
+  const totals = {
+    inserted: 0,
+    updated: 0,
+    deleted: 0,
+    filesAdded: 0,
+    filesRemoved: 0,
+    outputRows: 0,
+    commits: 0,
+  };
   let snapshot = await currentSnapshot(target.tableRoot);
 
   for (;;) {
@@ -85,8 +98,11 @@ async function applyTable(options: ApplyOptions, target: ApplyTarget, manifests:
     const last = batch.at(-1) as SegmentManifest;
     const newest = last.tables[target.sourceKey]?.schema as TableSchema;
     const stagedColumns = new Set<string>();
-    for (const m of batch) for (const c of m.tables[target.sourceKey]?.schema.columns ?? []) stagedColumns.add(c.name);
-    const stagedFiles = batch.map((m) => join(options.volume.segmentDir(m.seq), m.tables[target.sourceKey]?.file as string));
+    for (const m of batch)
+      for (const c of m.tables[target.sourceKey]?.schema.columns ?? []) stagedColumns.add(c.name);
+    const stagedFiles = batch.map((m) =>
+      join(options.volume.segmentDir(m.seq), m.tables[target.sourceKey]?.file as string),
+    );
 
     const plan = await planMerge(options.db, {
       tableRoot: target.tableRoot,
@@ -98,19 +114,24 @@ async function applyTable(options: ApplyOptions, target: ApplyTarget, manifests:
     });
     await faultPoint('before-delta-commit');
     try {
-      await commit(target.tableRoot, snapshot?.version ?? -1, [...plan.actions, { txn: { appId, version: last.seq, lastUpdated: Date.now() } }], {
-        operation: plan.operation,
-        operationParameters: plan.operationParameters,
-        operationMetrics: {
-          numTargetRowsInserted: String(plan.metrics.inserted),
-          numTargetRowsUpdated: String(plan.metrics.updated),
-          numTargetRowsDeleted: String(plan.metrics.deleted),
-          numTargetFilesAdded: String(plan.metrics.filesAdded),
-          numTargetFilesRemoved: String(plan.metrics.filesRemoved),
-          numOutputRows: String(plan.metrics.outputRows),
+      await commit(
+        target.tableRoot,
+        snapshot?.version ?? -1,
+        [...plan.actions, { txn: { appId, version: last.seq, lastUpdated: Date.now() } }],
+        {
+          operation: plan.operation,
+          operationParameters: plan.operationParameters,
+          operationMetrics: {
+            numTargetRowsInserted: String(plan.metrics.inserted),
+            numTargetRowsUpdated: String(plan.metrics.updated),
+            numTargetRowsDeleted: String(plan.metrics.deleted),
+            numTargetFilesAdded: String(plan.metrics.filesAdded),
+            numTargetFilesRemoved: String(plan.metrics.filesRemoved),
+            numOutputRows: String(plan.metrics.outputRows),
+          },
+          isBlindAppend: false,
         },
-        isBlindAppend: false,
-      });
+      );
     } catch (error) {
       // Another writer got there first: re-read the table and decide again (it may have applied this batch).
       if (isTributaryError(error) && error.code === 'DELTA_CONFLICT') {

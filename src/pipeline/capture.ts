@@ -7,8 +7,8 @@
  * skips a change (invariant 2 in docs/architecture.md).
  */
 import type { ChangeBatch, ChangeEvent } from '../core/change.js';
-import type { Position } from '../core/position.js';
 import type { SourceConnector } from '../core/ports.js';
+import type { Position } from '../core/position.js';
 import { type Row, type TableId, type TableSchema, tableKey } from '../core/table.js';
 import type { DuckDb } from '../engine/duckdb.js';
 import type { GatewayState, SegmentManifest, StagedOp } from '../staging/segment-format.js';
@@ -98,14 +98,22 @@ async function stageSnapshot(
     const table = key ? schemas.get(key) : undefined;
     if (!key || !table) throw new Error('snapshot batch without its table');
     const commitUs = BigInt(batch.commitTime.getTime()) * 1000n;
-    const rows = batch.events.map((e, ord): StagedRow => ({ ord, op: 'r', commitUs, row: (e as { after: Row }).after }));
+    const rows = batch.events.map(
+      (e, ord): StagedRow => ({ ord, op: 'r', commitUs, row: (e as { after: Row }).after }),
+    );
     const tablesInSegment = new Map([[key, { schema: table, reset: !started.has(key), rows }]]);
     started.add(key);
     const seq = state.seq + 1;
     if (last) {
       const snapshotPositions = { ...state.snapshotPositions };
       for (const k of keys) snapshotPositions[k] = batch.position;
-      state = { ...state, seq, pendingSnapshot: null, snapshotPositions, position: state.position ?? batch.position };
+      state = {
+        ...state,
+        seq,
+        pendingSnapshot: null,
+        snapshotPositions,
+        position: state.position ?? batch.position,
+      };
     } else {
       state = { ...state, seq };
     }
@@ -124,7 +132,10 @@ async function stageSnapshot(
     await faultPoint('after-snapshot-segment');
   };
 
-  for await (const batch of options.source.snapshot(tables, { chunkRows: options.snapshotChunkRows, signal: options.signal })) {
+  for await (const batch of options.source.snapshot(tables, {
+    chunkRows: options.snapshotChunkRows,
+    signal: options.signal,
+  })) {
     if (held) await seal(held, false);
     held = batch;
   }
@@ -185,7 +196,11 @@ async function stageStream(
     draft = fresh(draft.endPosition);
   };
 
-  const streamOptions = { tables: options.tables, signal: options.signal, ...(options.until ? { until: options.until } : {}) };
+  const streamOptions = {
+    tables: options.tables,
+    signal: options.signal,
+    ...(options.until ? { until: options.until } : {}),
+  };
   for await (const batch of options.source.stream(from, streamOptions)) {
     const commitUs = BigInt(batch.commitTime.getTime()) * 1000n;
     for (const event of batch.events) {
@@ -197,7 +212,9 @@ async function stageStream(
       const unknown = options.refreshSchema ? unknownColumns(event, schema, ignoredHere) : [];
       if (options.refreshSchema && unknown.length > 0) {
         const fresh = (await options.refreshSchema(event.table)) ?? schema;
-        options.log.info(`${key}: column(s) ${unknown.join(', ')} not in the known shape; table shape re-read`);
+        options.log.info(
+          `${key}: column(s) ${unknown.join(', ')} not in the known shape; table shape re-read`,
+        );
         schema = fresh;
         schemas.set(key, fresh);
         const entry = draft.tables.get(key);
@@ -229,13 +246,20 @@ async function stageStream(
 }
 
 /** Names in the row that are neither in the table's shape nor known to be left out (excluded columns). */
-function unknownColumns(event: Exclude<ChangeEvent, { kind: 'schema' }>, schema: TableSchema, ignored: ReadonlySet<string>): string[] {
+function unknownColumns(
+  event: Exclude<ChangeEvent, { kind: 'schema' }>,
+  schema: TableSchema,
+  ignored: ReadonlySet<string>,
+): string[] {
   const row = event.kind === 'delete' ? event.before : event.after;
   return Object.keys(row).filter((n) => !ignored.has(n) && !schema.columns.some((c) => c.name === n));
 }
 
 /** An update that changes the primary key is a delete of the old key and an insert of the new one. */
-function stagedOps(event: Exclude<ChangeEvent, { kind: 'schema' }>, schema: TableSchema): Array<[StagedOp, Row]> {
+function stagedOps(
+  event: Exclude<ChangeEvent, { kind: 'schema' }>,
+  schema: TableSchema,
+): Array<[StagedOp, Row]> {
   switch (event.kind) {
     case 'read':
       return [['r', event.after]];
@@ -251,7 +275,12 @@ function stagedOps(event: Exclude<ChangeEvent, { kind: 'schema' }>, schema: Tabl
           const type = schema.columns.find((c) => c.name === k)?.type ?? 'string';
           return toStagedText(before[k], type) !== toStagedText(event.after[k], type);
         });
-      return keyChanged && before ? [['d', before], ['c', event.after]] : [['u', event.after]];
+      return keyChanged && before
+        ? [
+            ['d', before],
+            ['c', event.after],
+          ]
+        : [['u', event.after]];
     }
   }
 }

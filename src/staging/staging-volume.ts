@@ -4,7 +4,7 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TributaryError, messageOf } from '../core/errors.js';
+import { messageOf, TributaryError } from '../core/errors.js';
 import type { Position } from '../core/position.js';
 import type { Row, TableSchema } from '../core/table.js';
 import { type DuckDb, quoteDuckIdent, quoteDuckString } from '../engine/duckdb.js';
@@ -77,13 +77,20 @@ export class StagingVolume {
     try {
       manifest = JSON.parse(await readFile(path, 'utf8')) as SegmentManifest;
     } catch (error) {
-      throw new TributaryError('STAGING_CORRUPT', `The staged segment manifest ${path} is unreadable: ${messageOf(error)}`, {
-        hint: 'Segments are sealed atomically, so this means the volume was changed by hand or the disk is failing. Restore the file, or remove the gateway directory and run again to take a new snapshot.',
-        cause: error,
-      });
+      throw new TributaryError(
+        'STAGING_CORRUPT',
+        `The staged segment manifest ${path} is unreadable: ${messageOf(error)}`,
+        {
+          hint: 'Segments are sealed atomically, so this means the volume was changed by hand or the disk is failing. Restore the file, or remove the gateway directory and run again to take a new snapshot.',
+          cause: error,
+        },
+      );
     }
     if (manifest.format !== SEGMENT_FORMAT || manifest.seq !== seq) {
-      throw new TributaryError('STAGING_CORRUPT', `The staged segment manifest ${path} has format ${manifest.format} and seq ${manifest.seq}; expected format ${SEGMENT_FORMAT} and seq ${seq}.`);
+      throw new TributaryError(
+        'STAGING_CORRUPT',
+        `The staged segment manifest ${path} has format ${manifest.format} and seq ${manifest.seq}; expected format ${SEGMENT_FORMAT} and seq ${seq}.`,
+      );
     }
     return manifest;
   }
@@ -157,7 +164,12 @@ export class StagingVolume {
 
 let stageTableCounter = 0;
 
-async function writeStagedParquet(db: DuckDb, path: string, schema: TableSchema, rows: readonly StagedRow[]): Promise<void> {
+async function writeStagedParquet(
+  db: DuckDb,
+  path: string,
+  schema: TableSchema,
+  rows: readonly StagedRow[],
+): Promise<void> {
   const temp = `stage_${process.pid}_${++stageTableCounter}`;
   const columns = [
     `${ORD_COLUMN} BIGINT`,

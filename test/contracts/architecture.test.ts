@@ -93,7 +93,8 @@ const RULES: readonly Rule[] = [
   {
     // The engine is the DuckDB layer everything above builds on: it knows Delta and nothing of staging.
     name: 'src/engine imports only src/core, src/delta, src/catalog and itself',
-    breaks: (from, to) => from === 'engine' && to !== null && !['core', 'delta', 'catalog', 'engine'].includes(to),
+    breaks: (from, to) =>
+      from === 'engine' && to !== null && !['core', 'delta', 'catalog', 'engine'].includes(to),
   },
   {
     // Bronze writing joins the staging format to the Delta log; it must not know who captured the changes.

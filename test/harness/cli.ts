@@ -39,7 +39,10 @@ export function runCli(args: readonly string[], options: CliOptions): Promise<Cl
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
-    const timer = options.killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
+    const timer =
+      options.killAfterMs === undefined
+        ? undefined
+        : setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
     child.on('error', fail);
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);

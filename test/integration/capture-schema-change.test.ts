@@ -40,7 +40,15 @@ describe('capture across a column added mid-stream', () => {
     const selection = { tables: [{ schema: db.name, table: 't' }], schemas: [] };
     const signal = new AbortController().signal;
     const stale = await source.listTables(selection, signal);
-    const base = { source, volume, db: duck, snapshotChunkRows: 1000, segmentMaxChanges: 1000, signal, log: silentLogger };
+    const base = {
+      source,
+      volume,
+      db: duck,
+      snapshotChunkRows: 1000,
+      segmentMaxChanges: 1000,
+      signal,
+      log: silentLogger,
+    };
 
     await capture({ ...base, tables: stale, until: await source.readHead(signal) });
 
@@ -62,7 +70,13 @@ describe('capture across a column added mid-stream', () => {
       pipeline: 'p',
       db: duck,
       volume,
-      targets: [{ sourceKey: `${db.name}.t`, destination: 'lake.bronze.t', tableRoot: warehouse.tablePath(destination) }],
+      targets: [
+        {
+          sourceKey: `${db.name}.t`,
+          destination: 'lake.bronze.t',
+          tableRoot: warehouse.tablePath(destination),
+        },
+      ],
       maxSegmentsPerCommit: 64,
       signal,
       log: silentLogger,

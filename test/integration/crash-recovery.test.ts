@@ -23,9 +23,15 @@ async function mutate(f: PipelineFixture, seed: number, transactions = 12): Prom
       const id = 1 + Math.floor(rand() * 4000);
       const op = rand();
       if (op < 0.4) {
-        await f.conn.query('INSERT INTO items (id, label, qty) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE qty = qty + 1', [id, `new-${seed}-${t}-${i}`, i]);
+        await f.conn.query(
+          'INSERT INTO items (id, label, qty) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE qty = qty + 1',
+          [id, `new-${seed}-${t}-${i}`, i],
+        );
       } else if (op < 0.75) {
-        await f.conn.query('UPDATE items SET label = ?, qty = qty * 2 WHERE id = ?', [`upd-${seed}-${t}-${i}`, id]);
+        await f.conn.query('UPDATE items SET label = ?, qty = qty * 2 WHERE id = ?', [
+          `upd-${seed}-${t}-${i}`,
+          id,
+        ]);
       } else if (op < 0.8) {
         // Moves a row to another key: a delete of the old key and an insert of the new one.
         await f.conn.query('UPDATE IGNORE items SET id = id + 5000 WHERE id = ?', [id]);
@@ -50,7 +56,8 @@ async function txnVersions(f: PipelineFixture): Promise<number[]> {
   const versions: number[] = [];
   for (const name of (await readdir(log)).filter((n) => n.endsWith('.json')).sort()) {
     for (const line of (await readFile(join(log, name), 'utf8')).split('\n')) {
-      if (line.includes('"txn"')) versions.push((JSON.parse(line) as { txn: { version: number } }).txn.version);
+      if (line.includes('"txn"'))
+        versions.push((JSON.parse(line) as { txn: { version: number } }).txn.version);
     }
   }
   return versions;
@@ -90,7 +97,12 @@ describe('crash recovery', () => {
 
   it('recovers from kills at every crash point of incremental runs', async () => {
     let seed = 1;
-    for (const fault of ['after-stream-segment:1', 'after-stream-segment:2', 'before-delta-commit:1', 'after-delta-commit:1']) {
+    for (const fault of [
+      'after-stream-segment:1',
+      'after-stream-segment:2',
+      'before-delta-commit:1',
+      'after-delta-commit:1',
+    ]) {
       await mutate(f, seed++);
       await crashAt(fault);
       await recover();
@@ -106,7 +118,10 @@ describe('crash recovery', () => {
     let killed = 0;
     for (let i = 0; i < 8; i++) {
       await mutate(f, seed++, 6);
-      const r = await f.cli(['run', 'p', '--once'], { env: SMALL_SEGMENTS, killAfterMs: 150 + ((i * 197) % 900) });
+      const r = await f.cli(['run', 'p', '--once'], {
+        env: SMALL_SEGMENTS,
+        killAfterMs: 150 + ((i * 197) % 900),
+      });
       if (r.signal === 'SIGKILL') killed++;
       else expect(r.code, r.stderr).toBe(0);
     }

@@ -2,10 +2,11 @@
  * Every supported MariaDB type reaches bronze with its exact value, whether read by the snapshot or from the
  * binlog: no wrapped BIGINT UNSIGNED, no rounded DECIMAL, no lost microseconds, no mangled UTF-8.
  */
+
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSnapshot } from '../../src/delta/snapshot.js';
 import { type PipelineFixture, pipelineFixture } from '../harness/pipeline-fixture.js';
-import { join } from 'node:path';
 
 const DDL = `CREATE TABLE typed (
   id INT PRIMARY KEY,
@@ -77,7 +78,28 @@ function expected(id: number): Record<string, unknown> {
   };
 }
 
-const NULLS = { u64: null, i64: null, tiny: null, utiny: null, u32: null, dec38: null, dec10: null, f: null, d: null, dt: null, dd: null, tm: null, yr: null, s: null, txt: null, e: null, st: null, j: null, bin: null, bits: null };
+const NULLS = {
+  u64: null,
+  i64: null,
+  tiny: null,
+  utiny: null,
+  u32: null,
+  dec38: null,
+  dec10: null,
+  f: null,
+  d: null,
+  dt: null,
+  dd: null,
+  tm: null,
+  yr: null,
+  s: null,
+  txt: null,
+  e: null,
+  st: null,
+  j: null,
+  bin: null,
+  bits: null,
+};
 
 describe('MariaDB types into Delta', () => {
   let f: PipelineFixture;
@@ -134,7 +156,10 @@ describe('MariaDB types into Delta', () => {
   it('keeps every value exact through the binlog, for inserts, updates and deletes', async () => {
     await f.conn.query(INSERT, row(10));
     await f.conn.query(INSERT, row(11));
-    await f.conn.query('UPDATE typed SET s = ?, dt = ? WHERE id = 11', ['ünïcødé ✓', '2000-01-01 00:00:00.000001']);
+    await f.conn.query('UPDATE typed SET s = ?, dt = ? WHERE id = 11', [
+      'ünïcødé ✓',
+      '2000-01-01 00:00:00.000001',
+    ]);
     await f.conn.query('UPDATE typed SET u64 = 0, dec38 = -0.0000000001 WHERE id = 1');
     await f.conn.query('DELETE FROM typed WHERE id = 2');
     await f.run();
@@ -150,7 +175,9 @@ describe('MariaDB types into Delta', () => {
 describe('column selection', () => {
   it('refuses a column type without a Delta mapping, and captures the table once the column is excluded', async () => {
     const setup = async (conn: import('mysql2/promise').Connection) => {
-      await conn.query('CREATE TABLE places (id INT PRIMARY KEY, name VARCHAR(20), loc POINT, secret VARCHAR(20))');
+      await conn.query(
+        'CREATE TABLE places (id INT PRIMARY KEY, name VARCHAR(20), loc POINT, secret VARCHAR(20))',
+      );
       await conn.query("INSERT INTO places VALUES (1, 'home', POINT(1, 2), 's1')");
     };
     const table = (db: string, config: string) => `      - table:
@@ -160,7 +187,11 @@ describe('column selection', () => {
           destination_schema: bronze
           table_configuration: ${config}`;
 
-    await using refused = await pipelineFixture({ prefix: 'geo', setup, objects: (db) => table(db, '{ scd_type: SCD_TYPE_1 }') });
+    await using refused = await pipelineFixture({
+      prefix: 'geo',
+      setup,
+      objects: (db) => table(db, '{ scd_type: SCD_TYPE_1 }'),
+    });
     const r = await refused.cli(['run', 'p', '--once']);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('SOURCE_UNSUPPORTED_TYPE');
@@ -173,7 +204,9 @@ describe('column selection', () => {
       objects: (db) => table(db, '{ exclude_columns: [loc, secret] }'),
     });
     await excluded.run();
-    expect(await excluded.sql('SELECT * EXCLUDE (_commit_timestamp) FROM bronze.places')).toEqual([{ id: 1, name: 'home' }]);
+    expect(await excluded.sql('SELECT * EXCLUDE (_commit_timestamp) FROM bronze.places')).toEqual([
+      { id: 1, name: 'home' },
+    ]);
 
     await using included = await pipelineFixture({
       prefix: 'geo',
@@ -182,6 +215,8 @@ describe('column selection', () => {
     });
     await included.run();
     // The key is always kept, so rows can still be matched.
-    expect(await included.sql('SELECT * EXCLUDE (_commit_timestamp) FROM bronze.places')).toEqual([{ id: 1, name: 'home' }]);
+    expect(await included.sql('SELECT * EXCLUDE (_commit_timestamp) FROM bronze.places')).toEqual([
+      { id: 1, name: 'home' },
+    ]);
   });
 });

@@ -4,8 +4,13 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRetailSchema, runWorkshopScenario, sourceCounts, WORKSHOP_VALIDATIONS } from '../../src/demo/retail-workshop.js';
 import { loadSnapshot } from '../../src/delta/snapshot.js';
+import {
+  createRetailSchema,
+  runWorkshopScenario,
+  sourceCounts,
+  WORKSHOP_VALIDATIONS,
+} from '../../src/demo/retail-workshop.js';
 import { type PipelineFixture, pipelineFixture, sourceAndBronze } from '../harness/pipeline-fixture.js';
 
 describe('retail workshop pipeline', () => {
@@ -47,16 +52,24 @@ describe('retail workshop pipeline', () => {
       expect(snapshot.protocol).toMatchObject({ minReaderVersion: 1, minWriterVersion: 2 });
       expect(snapshot.schema.fields.map((c) => c.name)).toContain('_commit_timestamp');
     }
-    const [stamp] = await f.sql('SELECT min(_commit_timestamp) AS lo, max(_commit_timestamp) AS hi FROM bronze.customers');
+    const [stamp] = await f.sql(
+      'SELECT min(_commit_timestamp) AS lo, max(_commit_timestamp) AS hi FROM bronze.customers',
+    );
     // The snapshot's rows carry the time of the snapshot (server clock, same machine).
-    expect(Date.parse(String(stamp?.['lo']).replace(' ', 'T').replace('+00', 'Z'))).toBeGreaterThanOrEqual(before.getTime() - 2000);
+    expect(Date.parse(String(stamp?.['lo']).replace(' ', 'T').replace('+00', 'Z'))).toBeGreaterThanOrEqual(
+      before.getTime() - 2000,
+    );
     expect(stamp?.['lo']).toEqual(stamp?.['hi']);
   });
 
   it('a second run with no source changes commits nothing', async () => {
-    const versions = await Promise.all(['customers', 'orders', 'products'].map(async (t) => (await loadSnapshot(table(t))).version));
+    const versions = await Promise.all(
+      ['customers', 'orders', 'products'].map(async (t) => (await loadSnapshot(table(t))).version),
+    );
     await f.run();
-    const after = await Promise.all(['customers', 'orders', 'products'].map(async (t) => (await loadSnapshot(table(t))).version));
+    const after = await Promise.all(
+      ['customers', 'orders', 'products'].map(async (t) => (await loadSnapshot(table(t))).version),
+    );
     expect(after).toEqual(versions);
   });
 
@@ -72,7 +85,9 @@ describe('retail workshop pipeline', () => {
     }
     // The changed rows carry the source commit time of their change, not the snapshot's.
     const [order] = await f.sql('SELECT _commit_timestamp AS t FROM bronze.orders WHERE order_id = 5001');
-    expect(Date.parse(`${String(order?.['t']).slice(0, 19).replace(' ', 'T')}Z`)).toBeGreaterThanOrEqual(Date.parse(`${clock.now.replace(' ', 'T')}Z`));
+    expect(Date.parse(`${String(order?.['t']).slice(0, 19).replace(' ', 'T')}Z`)).toBeGreaterThanOrEqual(
+      Date.parse(`${clock.now.replace(' ', 'T')}Z`),
+    );
 
     for (const [name, key] of [
       ['customers', 'customer_id'],

@@ -3,8 +3,9 @@
  * Binlog file names share one base name and a zero-padded sequence number, so plain string comparison
  * of the encoded form follows log order.
  */
-import { asPosition, type Position } from '../../core/position.js';
+
 import { TributaryError } from '../../core/errors.js';
+import { asPosition, type Position } from '../../core/position.js';
 
 export interface BinlogCoordinates {
   readonly file: string;
@@ -19,7 +20,10 @@ export function decodeBinlogPosition(position: Position | string): BinlogCoordin
   const at = position.lastIndexOf(':');
   const offset = Number(position.slice(at + 1));
   if (at <= 0 || !Number.isSafeInteger(offset) || offset < 0) {
-    throw new TributaryError('STAGING_CORRUPT', `"${position}" is not a MySQL binlog position (file:offset).`);
+    throw new TributaryError(
+      'STAGING_CORRUPT',
+      `"${position}" is not a MySQL binlog position (file:offset).`,
+    );
   }
   return { file: position.slice(0, at), offset };
 }

@@ -9,8 +9,8 @@
 import ZongJi from '@vlasky/zongji';
 import type { ChangeBatch, ChangeEvent } from '../../core/change.js';
 import { TributaryError } from '../../core/errors.js';
-import type { Position } from '../../core/position.js';
 import type { StreamOptions } from '../../core/ports.js';
+import type { Position } from '../../core/position.js';
 import { type Row, type TableId, tableKey } from '../../core/table.js';
 import { decodeBinlogPosition, encodeBinlogPosition } from './binlog-position.js';
 import { classifyMySqlError, driverOptions, type MySqlEndpoint } from './connect.js';
@@ -48,7 +48,9 @@ export async function* readBinlog(
 
   const captured = new Set(options.tables.map((t) => tableKey(t.id)));
   const includeSchema: Record<string, string[]> = {};
-  for (const t of options.tables) (includeSchema[t.id.schema] ??= []).push(t.id.table);
+  for (const t of options.tables) {
+    includeSchema[t.id.schema] = [...(includeSchema[t.id.schema] ?? []), t.id.table];
+  }
 
   const zongji = new ZongJi(driverOptions(endpoint));
   const queue: Item[] = [];
@@ -163,15 +165,22 @@ function guardTruncate(sql: string, captured: ReadonlySet<string>): void {
   const m = /^TRUNCATE\s+(?:TABLE\s+)?`?([^`.\s]+)`?(?:\.`?([^`\s]+)`?)?/i.exec(sql);
   const name = m?.[2] ? `${m[1]}.${m[2]}` : m?.[1];
   if (name && [...captured].some((k) => k === name || k.endsWith(`.${name}`))) {
-    throw new TributaryError('SOURCE_SCHEMA_CHANGED', `The source ran "${sql.slice(0, 200)}" on a captured table; TRUNCATE is not captured yet.`, {
-      hint: 'Re-create the bronze table from a new snapshot: delete the table directory and its gateway state, then run the pipeline again.',
-    });
+    throw new TributaryError(
+      'SOURCE_SCHEMA_CHANGED',
+      `The source ran "${sql.slice(0, 200)}" on a captured table; TRUNCATE is not captured yet.`,
+      {
+        hint: 'Re-create the bronze table from a new snapshot: delete the table directory and its gateway state, then run the pipeline again.',
+      },
+    );
   }
 }
 
 function classifyBinlogError(error: unknown, endpoint: MySqlEndpoint, from: Position): TributaryError {
   const e = error as { errno?: number; message?: string };
-  if (e?.errno === 1236 || /could not find first log file|purged binlog|first log file name/i.test(e?.message ?? '')) {
+  if (
+    e?.errno === 1236 ||
+    /could not find first log file|purged binlog|first log file name/i.test(e?.message ?? '')
+  ) {
     return new TributaryError(
       'SOURCE_HISTORY_LOST',
       `The binlog at the saved position ${from} is no longer on the source of connection "${endpoint.name}": ${e?.message ?? ''}`,

@@ -6,7 +6,7 @@
  * from a snapshot as from the binlog.
  */
 import mysql from 'mysql2/promise';
-import { TributaryError, messageOf } from '../../core/errors.js';
+import { messageOf, TributaryError } from '../../core/errors.js';
 
 export interface MySqlEndpoint {
   readonly host: string;
@@ -51,7 +51,11 @@ interface DriverError {
 }
 
 /** Turns a driver error into a TributaryError that names the connection and says what to do. */
-export function classifyMySqlError(error: unknown, endpoint: MySqlEndpoint, doing = 'connecting'): TributaryError {
+export function classifyMySqlError(
+  error: unknown,
+  endpoint: MySqlEndpoint,
+  doing = 'connecting',
+): TributaryError {
   if (error instanceof TributaryError) return error;
   const e = (error ?? {}) as DriverError;
   const where = `connection "${endpoint.name}" (${endpoint.host}:${endpoint.port})`;
@@ -81,13 +85,21 @@ export function classifyMySqlError(error: unknown, endpoint: MySqlEndpoint, doin
     case 'ER_SPECIFIC_ACCESS_DENIED_ERROR':
     case 'ER_TABLEACCESS_DENIED_ERROR':
     case 'ER_COLUMNACCESS_DENIED_ERROR':
-      return new TributaryError('SOURCE_PRIVILEGE_MISSING', `User "${endpoint.user}" of ${where} lacks a privilege while ${doing}: ${detail}`, {
-        hint: `Grant the CDC user what capture needs: GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '${endpoint.user}'@'<host>' (MariaDB 10.5+: also BINLOG MONITOR).`,
-        cause: error,
-      });
+      return new TributaryError(
+        'SOURCE_PRIVILEGE_MISSING',
+        `User "${endpoint.user}" of ${where} lacks a privilege while ${doing}: ${detail}`,
+        {
+          hint: `Grant the CDC user what capture needs: GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '${endpoint.user}'@'<host>' (MariaDB 10.5+: also BINLOG MONITOR).`,
+          cause: error,
+        },
+      );
     default:
-      return new TributaryError('SOURCE_QUERY_FAILED', `The source of ${where} failed while ${doing}: ${detail}`, {
-        cause: error,
-      });
+      return new TributaryError(
+        'SOURCE_QUERY_FAILED',
+        `The source of ${where} failed while ${doing}: ${detail}`,
+        {
+          cause: error,
+        },
+      );
   }
 }

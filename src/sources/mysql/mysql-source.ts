@@ -6,8 +6,8 @@
 import type mysql from 'mysql2/promise';
 import type { ChangeBatch } from '../../core/change.js';
 import { TributaryError } from '../../core/errors.js';
-import type { Position } from '../../core/position.js';
 import type { SnapshotOptions, SourceConnector, StreamOptions, TableSelection } from '../../core/ports.js';
+import type { Position } from '../../core/position.js';
 import type { TableSchema } from '../../core/table.js';
 import { encodeBinlogPosition } from './binlog-position.js';
 import { readBinlog } from './binlog-reader.js';
@@ -56,12 +56,20 @@ export class MySqlSource implements SourceConnector {
   }
 
   async readHead(): Promise<Position> {
-    const rows = await this.#query('SHOW MASTER STATUS', [], 'reading the binlog position (SHOW MASTER STATUS)');
+    const rows = await this.#query(
+      'SHOW MASTER STATUS',
+      [],
+      'reading the binlog position (SHOW MASTER STATUS)',
+    );
     const head = rows[0];
     if (!head) {
-      throw new TributaryError('SOURCE_MISCONFIGURED', `The source of connection "${this.#endpoint.name}" has binary logging switched off.`, {
-        hint: 'Start the server with log_bin enabled, binlog_format=ROW and binlog_row_image=FULL.',
-      });
+      throw new TributaryError(
+        'SOURCE_MISCONFIGURED',
+        `The source of connection "${this.#endpoint.name}" has binary logging switched off.`,
+        {
+          hint: 'Start the server with log_bin enabled, binlog_format=ROW and binlog_row_image=FULL.',
+        },
+      );
     }
     return encodeBinlogPosition({ file: String(head['File']), offset: Number(head['Position']) });
   }

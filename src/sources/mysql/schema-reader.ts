@@ -17,7 +17,10 @@ interface ColumnRow {
   COLUMN_KEY: string;
 }
 
-export async function readTableSchemas(conn: mysql.Connection, selection: TableSelection): Promise<TableSchema[]> {
+export async function readTableSchemas(
+  conn: mysql.Connection,
+  selection: TableSelection,
+): Promise<TableSchema[]> {
   const wanted = new Map<string, TableId>();
   for (const id of selection.tables) wanted.set(tableKey(id), id);
 
@@ -29,9 +32,13 @@ export async function readTableSchemas(conn: mysql.Connection, selection: TableS
     const names = new Set(found.map((r) => String(r['SCHEMA_NAME'])));
     for (const schema of selection.schemas) {
       if (!names.has(schema)) {
-        throw new TributaryError('SOURCE_TABLE_NOT_FOUND', `The source schema "${schema}" does not exist or is not visible to the CDC user.`, {
-          hint: `Check the name, and GRANT SELECT ON ${schema}.* to the CDC user.`,
-        });
+        throw new TributaryError(
+          'SOURCE_TABLE_NOT_FOUND',
+          `The source schema "${schema}" does not exist or is not visible to the CDC user.`,
+          {
+            hint: `Check the name, and GRANT SELECT ON ${schema}.* to the CDC user.`,
+          },
+        );
       }
     }
     const [tables] = await conn.query<mysql.RowDataPacket[]>(
@@ -77,7 +84,8 @@ export async function readTableSchemas(conn: mysql.Connection, selection: TableS
     const filter = selection.columnFilters?.get(key);
     const keep =
       keyOf(key).includes(r.COLUMN_NAME) ||
-      ((!filter?.include || filter.include.includes(r.COLUMN_NAME)) && !filter?.exclude?.includes(r.COLUMN_NAME));
+      ((!filter?.include || filter.include.includes(r.COLUMN_NAME)) &&
+        !filter?.exclude?.includes(r.COLUMN_NAME));
     if (!keep) continue;
     const list = columnsByTable.get(key) ?? [];
     list.push({
@@ -92,15 +100,23 @@ export async function readTableSchemas(conn: mysql.Connection, selection: TableS
   for (const [key, id] of wanted) {
     const columns = columnsByTable.get(key);
     if (!columns) {
-      throw new TributaryError('SOURCE_TABLE_NOT_FOUND', `The source table "${key}" does not exist or is not visible to the CDC user.`, {
-        hint: `Check source_schema and source_table in the pipeline, and GRANT SELECT ON ${id.schema}.* to the CDC user.`,
-      });
+      throw new TributaryError(
+        'SOURCE_TABLE_NOT_FOUND',
+        `The source table "${key}" does not exist or is not visible to the CDC user.`,
+        {
+          hint: `Check source_schema and source_table in the pipeline, and GRANT SELECT ON ${id.schema}.* to the CDC user.`,
+        },
+      );
     }
     const primaryKey = keyOf(key);
     if (primaryKey.length === 0) {
-      throw new TributaryError('SOURCE_NO_PRIMARY_KEY', `The source table "${key}" has no primary key, so changes cannot be matched to rows.`, {
-        hint: 'Add a primary key at the source, or name the key columns in table_configuration.primary_keys.',
-      });
+      throw new TributaryError(
+        'SOURCE_NO_PRIMARY_KEY',
+        `The source table "${key}" has no primary key, so changes cannot be matched to rows.`,
+        {
+          hint: 'Add a primary key at the source, or name the key columns in table_configuration.primary_keys.',
+        },
+      );
     }
     for (const k of primaryKey) {
       if (!columns.some((c) => c.name === k)) {

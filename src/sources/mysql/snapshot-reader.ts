@@ -10,8 +10,8 @@ import type { Connection as CoreConnection } from 'mysql2';
 import type mysql from 'mysql2/promise';
 import type { ChangeBatch, ChangeEvent } from '../../core/change.js';
 import { TributaryError } from '../../core/errors.js';
-import type { Position } from '../../core/position.js';
 import type { SnapshotOptions } from '../../core/ports.js';
+import type { Position } from '../../core/position.js';
 import type { Row, TableSchema } from '../../core/table.js';
 import { encodeBinlogPosition } from './binlog-position.js';
 import { classifyMySqlError, type MySqlEndpoint, openConnection } from './connect.js';
@@ -23,13 +23,18 @@ async function beginConsistentSnapshot(conn: mysql.Connection): Promise<Position
   if (status.length >= 2) {
     await conn.query('START TRANSACTION WITH CONSISTENT SNAPSHOT');
     const [after] = await conn.query<mysql.RowDataPacket[]>("SHOW STATUS LIKE 'binlog_snapshot_%'");
-    const value = (name: string) => after.find((r) => String(r['Variable_name']).toLowerCase() === name)?.['Value'] as string | undefined;
+    const value = (name: string) =>
+      after.find((r) => String(r['Variable_name']).toLowerCase() === name)?.['Value'] as string | undefined;
     const file = value('binlog_snapshot_file');
     const offset = Number(value('binlog_snapshot_position'));
     if (!file) {
-      throw new TributaryError('SOURCE_MISCONFIGURED', 'The source has binary logging switched off, so changes cannot be captured.', {
-        hint: 'Start the server with log_bin enabled (log-bin=mysql-bin), binlog_format=ROW and binlog_row_image=FULL.',
-      });
+      throw new TributaryError(
+        'SOURCE_MISCONFIGURED',
+        'The source has binary logging switched off, so changes cannot be captured.',
+        {
+          hint: 'Start the server with log_bin enabled (log-bin=mysql-bin), binlog_format=ROW and binlog_row_image=FULL.',
+        },
+      );
     }
     return encodeBinlogPosition({ file, offset });
   }
@@ -39,9 +44,13 @@ async function beginConsistentSnapshot(conn: mysql.Connection): Promise<Position
     const [master] = await conn.query<mysql.RowDataPacket[]>('SHOW MASTER STATUS');
     const head = master[0];
     if (!head) {
-      throw new TributaryError('SOURCE_MISCONFIGURED', 'The source has binary logging switched off, so changes cannot be captured.', {
-        hint: 'Start the server with log_bin enabled, binlog_format=ROW and binlog_row_image=FULL.',
-      });
+      throw new TributaryError(
+        'SOURCE_MISCONFIGURED',
+        'The source has binary logging switched off, so changes cannot be captured.',
+        {
+          hint: 'Start the server with log_bin enabled, binlog_format=ROW and binlog_row_image=FULL.',
+        },
+      );
     }
     return encodeBinlogPosition({ file: String(head['File']), offset: Number(head['Position']) });
   } finally {
@@ -80,14 +89,25 @@ export async function* readSnapshot(
           events.push({ kind: 'read', table: table.id, after: row });
           rows++;
           if (events.length >= options.chunkRows) {
-            yield { origin: 'snapshot', position, commitTime, complete: true, events, snapshotTable: table.id };
+            yield {
+              origin: 'snapshot',
+              position,
+              commitTime,
+              complete: true,
+              events,
+              snapshotTable: table.id,
+            };
             events = [];
             options.signal.throwIfAborted();
           }
         }
       } catch (error) {
         stream.destroy();
-        throw classifyMySqlError(error, endpoint, `reading ${table.id.schema}.${table.id.table} for the snapshot`);
+        throw classifyMySqlError(
+          error,
+          endpoint,
+          `reading ${table.id.schema}.${table.id.table} for the snapshot`,
+        );
       }
       // An empty table still yields one (empty) batch: its bronze table must exist, empty.
       if (events.length > 0 || rows === 0) {

@@ -71,8 +71,12 @@ export function deltaTypeFor(columnType: string, where: string): string {
     case 'bool':
       return 'byte';
     default:
-      throw new TributaryError('SOURCE_UNSUPPORTED_TYPE', `${where}: the column type "${columnType}" has no Delta Lake mapping yet.`, {
-        hint: 'Exclude the column with table_configuration.exclude_columns, or open an issue with the type.',
-      });
+      throw new TributaryError(
+        'SOURCE_UNSUPPORTED_TYPE',
+        `${where}: the column type "${columnType}" has no Delta Lake mapping yet.`,
+        {
+          hint: 'Exclude the column with table_configuration.exclude_columns, or open an issue with the type.',
+        },
+      );
   }
 }
