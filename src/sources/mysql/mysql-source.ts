@@ -40,13 +40,15 @@ export class MySqlSource implements SourceConnector {
     }
   }
 
-  async describe(): Promise<string> {
+  async describe(signal: AbortSignal): Promise<string> {
+    signal.throwIfAborted();
     const rows = await this.#query('SELECT VERSION() AS v', [], 'reading the server version');
     const version = String(rows[0]?.['v'] ?? '');
     return `${/mariadb/i.test(version) ? 'MariaDB' : 'MySQL'} ${version}`;
   }
 
-  async listTables(selection: TableSelection): Promise<readonly TableSchema[]> {
+  async listTables(selection: TableSelection, signal: AbortSignal): Promise<readonly TableSchema[]> {
+    signal.throwIfAborted();
     const conn = await this.#control();
     try {
       return await readTableSchemas(conn, selection);
@@ -55,7 +57,8 @@ export class MySqlSource implements SourceConnector {
     }
   }
 
-  async readHead(): Promise<Position> {
+  async readHead(signal: AbortSignal): Promise<Position> {
+    signal.throwIfAborted();
     const rows = await this.#query(
       'SHOW MASTER STATUS',
       [],
