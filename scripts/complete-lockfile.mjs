@@ -20,7 +20,10 @@ for (const [key, meta] of Object.entries(packages)) {
     const entry = `node_modules/${name}`;
     if (packages[entry]) continue;
     // Platform packages are named <prefix>-<os>-<cpu>[-musl].
-    const m = /-(android|darwin|linux|win32|freebsd|openbsd|sunos|aix)-(x64|arm64|arm|ia32|ppc64|s390x|riscv64)(-musl|-gnu)?$/.exec(name);
+    const m =
+      /-(android|darwin|linux|win32|freebsd|openbsd|sunos|aix)-(x64|arm64|arm|ia32|ppc64|s390x|riscv64)(-musl|-gnu)?$/.exec(
+        name,
+      );
     if (!m) continue;
     const record = { version, cpu: [m[2]] };
     if (meta.dev) record.dev = true;
@@ -32,4 +35,6 @@ for (const [key, meta] of Object.entries(packages)) {
   }
 }
 writeFileSync(path, `${JSON.stringify(lock, null, 2)}\n`);
-process.stdout.write(added.length ? `added:\n  ${added.join('\n  ')}\n` : 'package-lock.json already complete\n');
+process.stdout.write(
+  added.length ? `added:\n  ${added.join('\n  ')}\n` : 'package-lock.json already complete\n',
+);
