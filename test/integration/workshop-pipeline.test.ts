@@ -97,6 +97,12 @@ describe('retail workshop pipeline', () => {
       const { source, bronze } = await sourceAndBronze(f, name, key);
       expect(bronze.map(({ _commit_timestamp, ...rest }) => rest)).toEqual(source);
     }
+    // Databricks SQL forms from the checklist run as written.
+    const [recent] = await f.sql(
+      'SELECT COUNT(*) AS n FROM retail_analytics.bronze.orders WHERE _commit_timestamp >= CURRENT_TIMESTAMP() - INTERVAL 7 DAYS',
+    );
+    expect(recent?.['n']).toBe(counts.orders);
+
     const orders = await loadSnapshot(table('orders'));
     expect(orders.version).toBe(1);
     expect(orders.txnVersion(`tributary:p:retail_analytics.bronze.orders`)).toBeGreaterThan(0);
