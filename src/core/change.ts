@@ -27,4 +27,6 @@ export interface ChangeBatch {
   readonly events: readonly ChangeEvent[];
   /** Snapshot batches only: the table read. Set even when the batch is empty (an empty table). */
   readonly snapshotTable?: TableId;
+  /** Snapshot batches only: true on the table's final batch (which may be empty). */
+  readonly snapshotTableComplete?: boolean;
 }

@@ -25,6 +25,11 @@ export interface TableSelection {
 export interface SnapshotOptions {
   /** Rows per batch; a batch is the unit that reaches staging. */
   readonly chunkRows: number;
+  /**
+   * Resume points by `schema.table`: read only rows whose key sorts after these key values (the staged text
+   * of each key column). Tables without an entry are read from the start.
+   */
+  readonly afterKeys?: ReadonlyMap<string, Readonly<Record<string, string | null>>>;
   readonly signal: AbortSignal;
 }
 

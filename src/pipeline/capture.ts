@@ -7,6 +7,7 @@
  * skips a change (invariant 2 in docs/architecture.md).
  */
 import type { ChangeBatch, ChangeEvent } from '../core/change.js';
+import { TributaryError } from '../core/errors.js';
 import type { SourceConnector } from '../core/ports.js';
 import type { Position } from '../core/position.js';
 import { type Row, type TableId, type TableSchema, tableKey } from '../core/table.js';
@@ -49,24 +50,12 @@ export async function capture(options: CaptureOptions): Promise<CaptureReport> {
   let state = await volume.loadState();
   const segments: SegmentManifest[] = [];
 
-  if (state.pendingSnapshot) {
-    // Its consistent-read transaction died with the process; the rows staged so far cannot be completed
-    // from the same point in time, so they are dropped (never applied) and the snapshot starts over.
-    const stale: number[] = [];
-    for (const seq of await volume.listSegments()) {
-      const m = await volume.readManifest(seq);
-      if (m.snapshot?.epoch === state.pendingSnapshot.epoch) stale.push(seq);
-    }
-    log.warn(`discarding ${stale.length} segment(s) of an interrupted snapshot; the snapshot restarts`);
-    await volume.discard(stale);
-    state = { ...(await volume.loadState()), seq: state.seq, snapshotEpoch: state.snapshotEpoch };
-  }
-
-  const missing = options.tables.filter((t) => state.snapshotPositions[tableKey(t.id)] === undefined);
-  if (missing.length > 0) {
-    log.info(`snapshot of ${missing.map((t) => tableKey(t.id)).join(', ')}`);
-    state = await stageSnapshot(options, state, missing, segments);
-  }
+  const missingNow = () =>
+    options.tables.filter((t) => state.snapshotPositions[tableKey(t.id)] === undefined);
+  const missing = missingNow();
+  // An interrupted snapshot is finished first; tables added to the pipeline since then get their own.
+  if (state.pendingSnapshot) state = await stageSnapshot(options, state, missingNow(), segments);
+  if (missingNow().length > 0) state = await stageSnapshot(options, state, missingNow(), segments);
 
   let changes = 0;
   if (state.position !== null && (options.until === undefined || state.position < options.until)) {
@@ -77,69 +66,149 @@ export async function capture(options: CaptureOptions): Promise<CaptureReport> {
   return { snapshotTables: missing.map((t) => tableKey(t.id)), segments, changes, state };
 }
 
+/** The staged text of a row's key columns: how a resume point is stored in the manifest. */
+function keyText(row: Row, table: TableSchema): Record<string, string | null> {
+  const key: Record<string, string | null> = {};
+  for (const k of table.primaryKey) {
+    key[k] = toStagedText(row[k], table.columns.find((c) => c.name === k)?.type ?? 'string');
+  }
+  return key;
+}
+
+/**
+ * Stages a snapshot, or resumes one a crash interrupted. Chunks are sealed one by one, each carrying the
+ * progress so far; the last one (marked `last`) makes the snapshot's segments applicable and records where
+ * streaming starts for its tables.
+ */
 async function stageSnapshot(
   options: CaptureOptions,
   initial: GatewayState,
-  tables: readonly TableSchema[],
+  missing: readonly TableSchema[],
   segments: SegmentManifest[],
 ): Promise<GatewayState> {
-  const epoch = initial.snapshotEpoch + 1;
-  const keys = tables.map((t) => tableKey(t.id));
-  const schemas = new Map(tables.map((t) => [tableKey(t.id), t]));
-  let state: GatewayState = { ...initial, snapshotEpoch: epoch, pendingSnapshot: { epoch, tables: keys } };
-  const started = new Set<string>();
+  const { log } = options;
+  const known = new Map(options.tables.map((t) => [tableKey(t.id), t]));
+  let pending = initial.pendingSnapshot;
+  if (pending) {
+    const left = pending.tables.filter((k) => !pending?.done.includes(k));
+    log.info(`resuming the snapshot of ${left.join(', ')} (${pending.rows} rows already staged)`);
+  } else {
+    pending = {
+      epoch: initial.snapshotEpoch + 1,
+      tables: missing.map((t) => tableKey(t.id)),
+      position: null,
+      lastKeys: {},
+      done: [],
+      rows: 0,
+    };
+    log.info(`snapshot of ${pending.tables.join(', ')}`);
+  }
+  const epoch = pending.epoch;
+  let state: GatewayState = { ...initial, snapshotEpoch: epoch, pendingSnapshot: pending };
+  const todo = pending.tables
+    .filter((k) => !pending?.done.includes(k))
+    .map((k) => {
+      const table = known.get(k);
+      if (!table) {
+        throw new TributaryError(
+          'SOURCE_TABLE_NOT_FOUND',
+          `The interrupted snapshot includes ${k}, which the pipeline no longer captures.`,
+          {
+            hint: 'Add the table back to the pipeline, or remove the gateway directory under the staging volume to start over.',
+          },
+        );
+      }
+      return table;
+    });
+  const afterKeys = new Map(Object.entries(pending.lastKeys));
   let held: ChangeBatch | undefined;
+  let lastProgress = Date.now();
 
-  // A batch is written only once the next one exists (or the snapshot ends), so the final segment can carry
-  // the `last` mark that makes the whole snapshot applicable.
+  // A batch is sealed once the next one exists (or the snapshot ends), so the final segment can carry the
+  // `last` mark. Empty batches are sealed only when they matter: the first of a table (its bronze table must
+  // exist even if empty) and the very last.
   const seal = async (batch: ChangeBatch, last: boolean) => {
     const id = batch.snapshotTable;
     const key = id ? tableKey(id) : undefined;
-    const table = key ? schemas.get(key) : undefined;
-    if (!key || !table) throw new Error('snapshot batch without its table');
+    const table = key ? known.get(key) : undefined;
+    if (!key || !table || !pending) throw new TributaryError('INTERNAL', 'snapshot batch without its table');
+    const reset = pending.lastKeys[key] === undefined && !pending.done.includes(key);
     const commitUs = BigInt(batch.commitTime.getTime()) * 1000n;
     const rows = batch.events.map(
       (e, ord): StagedRow => ({ ord, op: 'r', commitUs, row: (e as { after: Row }).after }),
     );
-    const tablesInSegment = new Map([[key, { schema: table, reset: !started.has(key), rows }]]);
-    started.add(key);
+    const lastRow = rows.at(-1)?.row;
+    pending = {
+      ...pending,
+      position: pending.position ?? batch.position,
+      lastKeys: lastRow ? { ...pending.lastKeys, [key]: keyText(lastRow, table) } : pending.lastKeys,
+      done: batch.snapshotTableComplete ? [...pending.done, key] : pending.done,
+      rows: pending.rows + rows.length,
+    };
+    if (!last && !reset && rows.length === 0) {
+      state = { ...state, pendingSnapshot: pending };
+      return;
+    }
     const seq = state.seq + 1;
+    const startAt = pending.position as Position;
     if (last) {
       const snapshotPositions = { ...state.snapshotPositions };
-      for (const k of keys) snapshotPositions[k] = batch.position;
+      for (const k of pending.tables) snapshotPositions[k] = startAt;
       state = {
         ...state,
         seq,
         pendingSnapshot: null,
         snapshotPositions,
-        position: state.position ?? batch.position,
+        position: state.position ?? startAt,
       };
     } else {
-      state = { ...state, seq };
+      state = { ...state, seq, pendingSnapshot: pending };
     }
-    const draft: SegmentDraft = {
-      seq,
-      origin: 'snapshot',
-      snapshot: { epoch, last },
-      startPosition: batch.position,
-      endPosition: batch.position,
-      firstCommitTime: batch.commitTime,
-      lastCommitTime: batch.commitTime,
-      tables: tablesInSegment,
-      state,
-    };
-    segments.push(await options.volume.writeSegment(options.db, draft));
+    const tablesInSegment = new Map<string, { schema: TableSchema; reset: boolean; rows: StagedRow[] }>();
+    if (rows.length > 0 || reset) tablesInSegment.set(key, { schema: table, reset, rows });
+    segments.push(
+      await options.volume.writeSegment(options.db, {
+        seq,
+        origin: 'snapshot',
+        snapshot: { epoch, last },
+        startPosition: startAt,
+        endPosition: startAt,
+        firstCommitTime: batch.commitTime,
+        lastCommitTime: batch.commitTime,
+        tables: tablesInSegment,
+        state,
+      }),
+    );
+    if (Date.now() - lastProgress > 10_000 || last) {
+      lastProgress = Date.now();
+      log.info(
+        `snapshot: ${pending.rows} rows staged, ${pending.done.length}/${pending.tables.length} tables complete`,
+      );
+    }
     await faultPoint('after-snapshot-segment');
   };
 
-  for await (const batch of options.source.snapshot(tables, {
+  const reading = options.source.snapshot(todo, {
     chunkRows: options.snapshotChunkRows,
     signal: options.signal,
-  })) {
+    ...(afterKeys.size > 0 ? { afterKeys } : {}),
+  });
+  for await (const batch of reading) {
     if (held) await seal(held, false);
     held = batch;
   }
-  if (held) await seal(held, true);
+  // Nothing left to read (the crash came after the last chunk): a final empty batch completes the snapshot.
+  const tail = todo.at(-1) ?? known.get(pending.tables.at(-1) ?? '');
+  held ??= {
+    origin: 'snapshot',
+    position: pending.position ?? (await options.source.readHead(options.signal)),
+    commitTime: new Date(),
+    complete: true,
+    events: [],
+    ...(tail ? { snapshotTable: tail.id } : {}),
+    snapshotTableComplete: true,
+  };
+  await seal(held, true);
   return state;
 }
 

@@ -33,9 +33,29 @@ export interface GatewayState {
    */
   readonly snapshotPositions: Readonly<Record<string, Position>>;
   /** A snapshot being staged: its segments are not applied until the one marked `last` is sealed. */
-  readonly pendingSnapshot: { readonly epoch: number; readonly tables: readonly string[] } | null;
+  readonly pendingSnapshot: PendingSnapshot | null;
   /** Epoch counter for snapshots, so a restarted snapshot's segments are told apart from a crashed one's. */
   readonly snapshotEpoch: number;
+}
+
+/**
+ * Progress of a snapshot, so a crash resumes after the last staged chunk instead of starting over. Rows are
+ * read in primary-key order; a resumed read continues after `lastKey`. Changes that happen meanwhile are not
+ * lost: streaming for these tables starts at `position`, taken before the first row was read, and replaying
+ * full row images from there converges every row to the source's state.
+ */
+export interface PendingSnapshot {
+  readonly epoch: number;
+  /** Source table keys, in the order they are read. */
+  readonly tables: readonly string[];
+  /** Where streaming starts for these tables; null until the first chunk is staged. */
+  readonly position: Position | null;
+  /** Per table: the staged text of the key columns of the last staged row; absent when not started. */
+  readonly lastKeys: Readonly<Record<string, Readonly<Record<string, string | null>>>>;
+  /** Tables whose every row is staged. */
+  readonly done: readonly string[];
+  /** Rows staged so far, over all tables. */
+  readonly rows: number;
 }
 
 export const INITIAL_GATEWAY_STATE: GatewayState = {

@@ -58,6 +58,27 @@ async function beginConsistentSnapshot(conn: mysql.Connection): Promise<Position
   }
 }
 
+/**
+ * `SELECT <columns> FROM <table> [WHERE (<key>) > (<after>)] ORDER BY <key>`. Resuming after a key uses a
+ * row-value comparison, which follows the key's own collation and type exactly as ORDER BY does.
+ */
+function chunkQuery(
+  table: TableSchema,
+  after: Readonly<Record<string, string | null>> | undefined,
+): { sql: string; params: unknown[] } {
+  const columns = table.columns.map((c) => quoteIdent(c.name)).join(', ');
+  const key = table.primaryKey.map(quoteIdent).join(', ');
+  const from = `${quoteIdent(table.id.schema)}.${quoteIdent(table.id.table)}`;
+  if (!after) return { sql: `SELECT ${columns} FROM ${from} ORDER BY ${key}`, params: [] };
+  const params = table.primaryKey.map((k) => {
+    const text = after[k] ?? null;
+    const type = table.columns.find((c) => c.name === k)?.type;
+    return type === 'binary' && text !== null ? Buffer.from(text, 'hex') : text;
+  });
+  const marks = params.map(() => '?').join(', ');
+  return { sql: `SELECT ${columns} FROM ${from} WHERE (${key}) > (${marks}) ORDER BY ${key}`, params };
+}
+
 export async function* readSnapshot(
   endpoint: MySqlEndpoint,
   tables: readonly TableSchema[],
@@ -76,18 +97,17 @@ export async function* readSnapshot(
     }
     for (const table of tables) {
       options.signal.throwIfAborted();
-      const columns = table.columns.map((c) => quoteIdent(c.name)).join(', ');
-      const order = table.primaryKey.map(quoteIdent).join(', ');
-      const sql = `SELECT ${columns} FROM ${quoteIdent(table.id.schema)}.${quoteIdent(table.id.table)} ORDER BY ${order}`;
+      const { sql, params } = chunkQuery(
+        table,
+        options.afterKeys?.get(`${table.id.schema}.${table.id.table}`),
+      );
       // The promise API cannot stream; its underlying callback connection can, with back-pressure.
       const core = (conn as unknown as { connection: CoreConnection }).connection;
-      const stream = core.query(sql).stream({ highWaterMark: Math.min(options.chunkRows, 10_000) });
+      const stream = core.query(sql, params).stream({ highWaterMark: Math.min(options.chunkRows, 10_000) });
       let events: ChangeEvent[] = [];
-      let rows = 0;
       try {
         for await (const row of stream as AsyncIterable<Row>) {
           events.push({ kind: 'read', table: table.id, after: row });
-          rows++;
           if (events.length >= options.chunkRows) {
             yield {
               origin: 'snapshot',
@@ -109,10 +129,16 @@ export async function* readSnapshot(
           `reading ${table.id.schema}.${table.id.table} for the snapshot`,
         );
       }
-      // An empty table still yields one (empty) batch: its bronze table must exist, empty.
-      if (events.length > 0 || rows === 0) {
-        yield { origin: 'snapshot', position, commitTime, complete: true, events, snapshotTable: table.id };
-      }
+      // The final batch (possibly empty) says the table is complete; an empty table still gets its bronze table.
+      yield {
+        origin: 'snapshot',
+        position,
+        commitTime,
+        complete: true,
+        events,
+        snapshotTable: table.id,
+        snapshotTableComplete: true,
+      };
     }
     await conn.query('COMMIT');
   } finally {
