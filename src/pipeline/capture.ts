@@ -14,7 +14,7 @@ import { type Row, type TableId, type TableSchema, tableKey } from '../core/tabl
 import type { DuckDb } from '../engine/duckdb.js';
 import type { GatewayState, SegmentManifest, StagedOp } from '../staging/segment-format.js';
 import { toStagedText } from '../staging/staged-value.js';
-import type { SegmentDraft, StagedRow, StagingVolume } from '../staging/staging-volume.js';
+import type { StagedRow, StagingVolume } from '../staging/staging-volume.js';
 import { faultPoint } from './fault-injection.js';
 import type { Logger } from './logger.js';
 
@@ -46,7 +46,7 @@ export interface CaptureReport {
 }
 
 export async function capture(options: CaptureOptions): Promise<CaptureReport> {
-  const { volume, log } = options;
+  const { volume } = options;
   let state = await volume.loadState();
   const segments: SegmentManifest[] = [];
 
