@@ -12,7 +12,9 @@ import { TributaryError } from '../core/errors.js';
 import type { SourceConnector, TableSelection } from '../core/ports.js';
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
 import { DuckDb } from '../engine/duckdb.js';
-import { type ApplyTarget, applyStaged, type TableApplyReport } from '../pipeline/apply.js';
+import { type ApplyTarget, applyStaged, type TableApplyReport, txnAppId } from '../pipeline/apply.js';
+import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';
+import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
 import { type CaptureReport, capture } from '../pipeline/capture.js';
 import type { Logger } from '../pipeline/logger.js';
 import { acquireRunLock } from '../pipeline/run-lock.js';
@@ -216,5 +218,35 @@ export async function runPipelineOnce(
     signal: options.signal,
     log: options.log,
   });
+
+  await enforceStagingRetention({
+    volume,
+    progress: await gatewayProgress(config, gateway.name, tables, warehouse),
+    retentionMs: gateway.staging_retention_days * 86_400_000,
+    now: Date.now(),
+    log: options.log,
+  });
   return { pipeline: pipelineName, capture: captured, tables: applied };
+}
+
+/** How far every pipeline reading the gateway has applied each of its tables, from the tables' own logs. */
+async function gatewayProgress(
+  config: TributaryConfig,
+  gateway: string,
+  tables: readonly TableSchema[],
+  warehouse: Warehouse,
+): Promise<TableProgress[]> {
+  const progress: TableProgress[] = [];
+  for (const p of Object.values(config.pipelines)) {
+    if (p.gateway !== gateway) continue;
+    for (const target of targetsOf(config, p.name, tables, warehouse)) {
+      const snapshot = (await isDeltaTable(target.tableRoot)) ? await loadSnapshot(target.tableRoot) : null;
+      progress.push({
+        pipeline: p.name,
+        sourceKey: target.sourceKey,
+        appliedSeq: snapshot?.txnVersion(txnAppId(p.name, target.destination)) ?? 0,
+      });
+    }
+  }
+  return progress;
 }

@@ -85,6 +85,7 @@ describe('parseConfig', () => {
       connection: 'retail_mysql_connection',
       storage: 'retail_analytics.landing.ingestion_volume',
       server_id: 5401,
+      staging_retention_days: 25,
     });
     expect(config.pipelines[PIPELINE]).toEqual({
       name: 'retail_ingestion_pipeline',

@@ -173,6 +173,7 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
       connection: g.connection,
       storage: g.storage,
       ...(g.server_id === undefined ? {} : { server_id: g.server_id }),
+      staging_retention_days: g.staging_retention_days ?? 25,
     };
   }
   const pipelines: Record<string, PipelineConfig> = {};

@@ -125,6 +125,10 @@ const gateway = z.strictObject({
       `${JSON.stringify(issue.input)} is not a volume name; expected <catalog>.<schema>.<volume> (each ${identifierRule})`,
   }),
   // 0 disables replication on the server side, and the field is 32 bits wide.
+  staging_retention_days: z
+    .number({ error: 'expected a number of days' })
+    .min(0, { error: 'must not be negative' })
+    .optional(),
   server_id: z
     .int({ error: 'expected an integer' })
     .min(1, { error: 'must be between 1 and 4294967295' })
@@ -200,6 +204,11 @@ export interface GatewayConfig {
   storage: string;
   /** The replica server id for binlog reading; absent when the config leaves it to be derived. */
   server_id?: number;
+  /**
+   * Days a staged segment is kept after every pipeline has applied it (default 25, as in Lakeflow Connect).
+   * Segments not yet applied are never deleted, however old.
+   */
+  staging_retention_days: number;
 }
 
 export interface PipelineConfig {

@@ -30,6 +30,10 @@ export async function pipelineFixture(options: {
   setup?: (conn: Connection, database: string) => Promise<void>;
   /** YAML for `pipelines.p.objects`; `$DB` is replaced by the database name. */
   objects?: (database: string) => string;
+  /** Extra YAML lines for the gateway `gw` (indented 4 spaces). */
+  gateway?: string;
+  /** Extra pipelines (YAML under `pipelines:`, indented 2 spaces); `$DB` is replaced by the database name. */
+  pipelines?: (database: string) => string;
 }): Promise<PipelineFixture> {
   const db = await freshDatabase(options.prefix);
   await options.setup?.(db.conn, db.name);
@@ -65,11 +69,13 @@ gateways:
   gw:
     connection: src
     storage: retail_analytics.landing.ingestion_volume
+${options.gateway ?? ''}
 pipelines:
   p:
     gateway: gw
     objects:
 ${objects}
+${options.pipelines?.(db.name) ?? ''}
 `,
   );
   const env = { TRIBUTARY_HOME: join(dir, 'home'), TRIBUTARY_SECRET_TEST__PASSWORD: password };
