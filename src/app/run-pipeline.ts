@@ -6,18 +6,18 @@ import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
-import type { TributaryConfig } from '../config/load-config.js';
+import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config/load-config.js';
 import { resolveConnectionPassword } from '../config/load-config.js';
 import { TributaryError } from '../core/errors.js';
-import type { SourceConnector, TableSelection } from '../core/ports.js';
+import type { Finding, SourceConnector, TableSelection } from '../core/ports.js';
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
+import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
 import { DuckDb } from '../engine/duckdb.js';
 import { type ApplyTarget, applyStaged, type TableApplyReport, txnAppId } from '../pipeline/apply.js';
-import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';
-import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
 import { type CaptureReport, capture } from '../pipeline/capture.js';
 import type { Logger } from '../pipeline/logger.js';
 import { acquireRunLock } from '../pipeline/run-lock.js';
+import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';
 import { SecretStore, tributaryHome } from '../secrets/secret-store.js';
 import { MySqlSource } from '../sources/mysql/mysql-source.js';
 import { StagingVolume } from '../staging/staging-volume.js';
@@ -160,11 +160,100 @@ export async function openSource(config: TributaryConfig, gatewayName: string): 
   const gateway = config.gateways[gatewayName];
   const connection = gateway ? config.connections[gateway.connection] : undefined;
   if (!gateway || !connection) throw new TributaryError('INTERNAL', `gateway ${gatewayName} not validated`);
+  return openConnectionSource(connection, gateway.server_id ?? defaultServerId(gateway.name));
+}
+
+async function openConnectionSource(
+  connection: ConnectionConfig,
+  serverId: number,
+): Promise<SourceConnector> {
   const password = await resolveConnectionPassword(connection, new SecretStore(tributaryHome()));
   return new MySqlSource(
     { name: connection.name, host: connection.host, port: connection.port, user: connection.user, password },
-    { serverId: gateway.server_id ?? defaultServerId(gateway.name) },
+    { serverId },
   );
+}
+
+function readinessContext(
+  config: TributaryConfig,
+  connection: ConnectionConfig,
+  gateways: readonly string[],
+  signal: AbortSignal,
+) {
+  const selections = gateways.map((g) => gatewaySelection(config, g));
+  const policy = connection.retention_policy;
+  return {
+    selection: {
+      tables: selections.flatMap((s) => s.tables),
+      schemas: selections.flatMap((s) => s.schemas),
+      primaryKeys: new Map(selections.flatMap((s) => [...(s.primaryKeys ?? new Map())])),
+    },
+    retention: {
+      maxDowntimeHours: policy.max_downtime_hours,
+      maxPipelineHours: policy.max_pipeline_duration_hours,
+      bufferHours: policy.buffer_hours,
+    },
+    signal,
+  };
+}
+
+/** `tributary preflight <connection>`: the checklist's source checks, over every table its pipelines capture. */
+export async function preflightConnection(
+  config: TributaryConfig,
+  connectionName: string,
+  signal: AbortSignal,
+): Promise<readonly Finding[]> {
+  const connection = config.connections[connectionName];
+  if (!connection) {
+    const known = Object.keys(config.connections);
+    throw new TributaryError('USAGE', `No connection named "${connectionName}" in ${config.configPath}.`, {
+      hint:
+        known.length > 0
+          ? `Connections defined there: ${known.join(', ')}.`
+          : 'Define one under `connections:`.',
+    });
+  }
+  const gateways = Object.values(config.gateways).filter((g) => g.connection === connectionName);
+  const serverId = gateways[0]
+    ? (gateways[0].server_id ?? defaultServerId(gateways[0].name))
+    : defaultServerId(connectionName);
+  await using source = await openConnectionSource(connection, serverId);
+  return source.checkReadiness(
+    readinessContext(
+      config,
+      connection,
+      gateways.map((g) => g.name),
+      signal,
+    ),
+  );
+}
+
+/** Refuses to start on a failing source; warnings are logged. */
+async function requireReadySource(
+  source: SourceConnector,
+  config: TributaryConfig,
+  gateway: GatewayConfig,
+  options: RunOnceOptions,
+): Promise<void> {
+  const connection = config.connections[gateway.connection] as ConnectionConfig;
+  const findings = await source.checkReadiness(
+    readinessContext(config, connection, [gateway.name], options.signal),
+  );
+  for (const f of findings.filter((x) => x.status === 'WARN'))
+    options.log.warn(`preflight ${f.check}: ${f.evidence}`);
+  const failed = findings.filter((f) => f.status === 'FAIL');
+  if (failed.length > 0) {
+    throw new TributaryError(
+      'SOURCE_MISCONFIGURED',
+      `The source of connection "${connection.name}" fails ${failed.length} preflight check(s): ${failed.map((f) => `${f.check} (${f.evidence})`).join('; ')}.`,
+      {
+        hint: `${failed
+          .map((f) => f.fix)
+          .filter(Boolean)
+          .join(' ')} Run \`tributary preflight ${connection.name}\` for the full report.`,
+      },
+    );
+  }
 }
 
 /**
@@ -193,6 +282,7 @@ export async function runPipelineOnce(
   const head = await source.readHead(options.signal);
   const selection = gatewaySelection(config, gateway.name);
   const tables = await source.listTables(selection, options.signal);
+  await requireReadySource(source, config, gateway, options);
   options.log.info(`${pipelineName}: catching up to ${head} on ${await source.describe(options.signal)}`);
 
   const captured = await capture({

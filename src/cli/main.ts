@@ -5,6 +5,7 @@
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
+import { registerPreflightCommand } from './commands/preflight.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSqlCommand } from './commands/sql.js';
@@ -23,6 +24,7 @@ export function buildProgram(ctx: CliContext): Command {
       writeOut: (s) => ctx.stdout.write(s),
       writeErr: (s) => ctx.stderr.write(s),
     });
+  registerPreflightCommand(program, ctx);
   registerRunCommand(program, ctx);
   registerSqlCommand(program, ctx);
   registerSecretsCommand(program, { stdin: ctx.stdin, stdout: ctx.stdout });
@@ -40,7 +42,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   program = buildProgram(ctx);
   try {
     await program.parseAsync([...argv], { from: 'user' });
-    return 0;
+    // A command may report failure without throwing (preflight with a FAIL finding).
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (error) {
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? 0 : 2;

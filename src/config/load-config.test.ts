@@ -79,6 +79,7 @@ describe('parseConfig', () => {
       port: 3306,
       user: 'cdc_user',
       password: '{{secrets/mysql_credentials/cdc_password}}',
+      retention_policy: { max_downtime_hours: 12, max_pipeline_duration_hours: 1, buffer_hours: 11 },
     });
     expect(config.gateways[GATEWAY]).toEqual({
       name: 'retail_ingestion_gateway',

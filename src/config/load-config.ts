@@ -164,6 +164,11 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
       port: c.port ?? DEFAULT_MYSQL_PORT,
       user: c.user,
       password: c.password,
+      retention_policy: {
+        max_downtime_hours: c.retention_policy?.max_downtime_hours ?? 12,
+        max_pipeline_duration_hours: c.retention_policy?.max_pipeline_duration_hours ?? 1,
+        buffer_hours: c.retention_policy?.buffer_hours ?? 11,
+      },
     };
   }
   const gateways: Record<string, GatewayConfig> = {};

@@ -116,6 +116,22 @@ const connection = z.strictObject({
   user: z.string().min(1, { error: 'must not be empty' }),
   // Whether it is a reference (rather than plain text) is checked in load-config.ts, which must not echo it.
   password: z.string(),
+  retention_policy: z
+    .strictObject({
+      max_downtime_hours: z
+        .number({ error: 'expected hours' })
+        .min(0, { error: 'must not be negative' })
+        .optional(),
+      max_pipeline_duration_hours: z
+        .number({ error: 'expected hours' })
+        .min(0, { error: 'must not be negative' })
+        .optional(),
+      buffer_hours: z
+        .number({ error: 'expected hours' })
+        .min(0, { error: 'must not be negative' })
+        .optional(),
+    })
+    .optional(),
 });
 
 const gateway = z.strictObject({
@@ -194,6 +210,11 @@ export interface ConnectionConfig {
   user: string;
   /** A `{{secrets/<scope>/<key>}}` reference, never the password itself; see `resolveConnectionPassword`. */
   password: string;
+  /**
+   * Inputs of the checklist's binlog retention formula, 2 × (downtime + pipeline duration + buffer); the
+   * defaults (12 h, 1 h, 11 h) give the checklist's recommended 48 h.
+   */
+  retention_policy: { max_downtime_hours: number; max_pipeline_duration_hours: number; buffer_hours: number };
 }
 
 export interface GatewayConfig {

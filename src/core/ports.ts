@@ -44,11 +44,40 @@ export interface StreamOptions {
   readonly signal: AbortSignal;
 }
 
+/** The outcome of one readiness check, as `tributary preflight` prints it. */
+export interface Finding {
+  /** Stable id, e.g. `binlog_format`. */
+  readonly check: string;
+  /** Checklist section it comes from, e.g. `1. MySQL Configuration`. */
+  readonly section: string;
+  readonly title: string;
+  /** FAIL stops a pipeline from starting; WARN is worth fixing before production; INFO is evidence only. */
+  readonly status: 'PASS' | 'WARN' | 'FAIL' | 'INFO';
+  /** What was seen, never a secret. */
+  readonly evidence: string;
+  /** The exact fix, when the status is not PASS. */
+  readonly fix?: string;
+}
+
+export interface ReadinessContext {
+  readonly selection: TableSelection;
+  /** Inputs of the checklist's retention formula: 2 × (downtime + pipeline duration + buffer). */
+  readonly retention: {
+    readonly maxDowntimeHours: number;
+    readonly maxPipelineHours: number;
+    readonly bufferHours: number;
+  };
+  readonly signal: AbortSignal;
+}
+
 /**
  * A change source. Every method that does I/O takes an AbortSignal; every failure is a TributaryError
  * classified by the adapter (see `retry`), so callers never interpret driver errors.
  */
 export interface SourceConnector extends AsyncDisposable {
+  /** Runs the production checklist's source checks (`tributary preflight`, and before every run). */
+  checkReadiness(context: ReadinessContext): Promise<readonly Finding[]>;
+
   /** Human-readable server identity, e.g. `MariaDB 10.11.6`. */
   describe(signal: AbortSignal): Promise<string>;
 

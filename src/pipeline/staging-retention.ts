@@ -55,7 +55,8 @@ export async function enforceStagingRetention(options: {
     deleted.push(m.seq);
   }
   await options.volume.discard(deleted);
-  if (deleted.length > 0) options.log.info(`staging: removed ${deleted.length} applied segment(s) past retention`);
+  if (deleted.length > 0)
+    options.log.info(`staging: removed ${deleted.length} applied segment(s) past retention`);
   if (overdue.length > 0) {
     const first = overdue[0];
     options.log.warn(

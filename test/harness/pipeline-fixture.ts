@@ -13,6 +13,9 @@ import { adminConnection, type FreshDatabase, freshDatabase } from './mysql.js';
 
 export interface PipelineFixture extends AsyncDisposable {
   readonly db: FreshDatabase;
+  /** The CDC user, created for host 127.0.0.1. */
+  readonly user: string;
+  readonly password: string;
   readonly conn: Connection;
   readonly dir: string;
   readonly env: NodeJS.ProcessEnv;
@@ -30,6 +33,8 @@ export async function pipelineFixture(options: {
   setup?: (conn: Connection, database: string) => Promise<void>;
   /** YAML for `pipelines.p.objects`; `$DB` is replaced by the database name. */
   objects?: (database: string) => string;
+  /** Extra YAML lines for the connection `src` (indented 4 spaces). */
+  connection?: string;
   /** Extra YAML lines for the gateway `gw` (indented 4 spaces). */
   gateway?: string;
   /** Extra pipelines (YAML under `pipelines:`, indented 2 spaces); `$DB` is replaced by the database name. */
@@ -65,6 +70,7 @@ connections:
     port: ${port}
     user: ${user}
     password: "{{secrets/test/password}}"
+${options.connection ?? ''}
 gateways:
   gw:
     connection: src
@@ -83,6 +89,8 @@ ${options.pipelines?.(db.name) ?? ''}
     runCli(args, { cwd: dir, ...extra, env: { ...env, ...extra.env } });
   const fixture: PipelineFixture = {
     db,
+    user,
+    password,
     conn: db.conn,
     dir,
     env,

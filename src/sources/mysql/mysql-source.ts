@@ -6,12 +6,20 @@
 import type mysql from 'mysql2/promise';
 import type { ChangeBatch } from '../../core/change.js';
 import { TributaryError } from '../../core/errors.js';
-import type { SnapshotOptions, SourceConnector, StreamOptions, TableSelection } from '../../core/ports.js';
+import type {
+  Finding,
+  ReadinessContext,
+  SnapshotOptions,
+  SourceConnector,
+  StreamOptions,
+  TableSelection,
+} from '../../core/ports.js';
 import type { Position } from '../../core/position.js';
 import type { TableSchema } from '../../core/table.js';
 import { encodeBinlogPosition } from './binlog-position.js';
 import { readBinlog } from './binlog-reader.js';
 import { classifyMySqlError, type MySqlEndpoint, openConnection } from './connect.js';
+import { runPreflight } from './preflight.js';
 import { readTableSchemas } from './schema-reader.js';
 import { readSnapshot } from './snapshot-reader.js';
 
@@ -37,6 +45,16 @@ export class MySqlSource implements SourceConnector {
       return rows;
     } catch (error) {
       throw classifyMySqlError(error, this.#endpoint, doing);
+    }
+  }
+
+  async checkReadiness(context: ReadinessContext): Promise<readonly Finding[]> {
+    context.signal.throwIfAborted();
+    const conn = await this.#control();
+    try {
+      return await runPreflight(conn, this.#endpoint, { ...context, replicaServerId: this.#serverId });
+    } catch (error) {
+      throw classifyMySqlError(error, this.#endpoint, 'running the preflight checks');
     }
   }
 
