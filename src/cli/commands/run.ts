@@ -1,8 +1,10 @@
 /** `tributary run <pipeline>`: capture from the source and apply to the bronze tables. */
 import type { Command } from 'commander';
-import { runPipelineOnce } from '../../app/run-pipeline.js';
+import { type RunReport, runPipelineOnce } from '../../app/run-pipeline.js';
 import { loadConfig } from '../../config/load-config.js';
+import { TributaryError } from '../../core/errors.js';
 import { stderrLogger } from '../../pipeline/logger.js';
+import { superviseRounds } from '../../pipeline/supervisor.js';
 import type { CliContext } from '../context.js';
 
 export function registerRunCommand(program: Command, ctx: CliContext): void {
@@ -14,30 +16,40 @@ export function registerRunCommand(program: Command, ctx: CliContext): void {
     .option('--interval <seconds>', 'without --once: seconds between catch-up rounds', '10')
     .option('--quiet', 'log warnings and errors only')
     .action(async (name: string, opts: { once?: boolean; interval: string; quiet?: boolean }) => {
+      const interval = Number(opts.interval);
+      if (!Number.isFinite(interval) || interval < 0) {
+        throw new TributaryError('USAGE', `--interval must be a number of seconds, not "${opts.interval}".`);
+      }
       const config = await loadConfig(ctx.configPath());
       const log = stderrLogger(opts.quiet === true);
+      const report = (r: RunReport) => {
+        for (const t of r.tables) {
+          ctx.stdout.write(
+            `${t.destination}: version ${t.version ?? '-'}, ${t.inserted} inserted, ${t.updated} updated, ${t.deleted} deleted\n`,
+          );
+        }
+      };
+      if (opts.once) {
+        report(await runPipelineOnce(config, name, { signal: new AbortController().signal, log }));
+        return;
+      }
+      // Stops at a safe point: the round in progress sees the abort between segments and commits.
       const controller = new AbortController();
-      const stop = () => controller.abort(new Error('interrupted'));
+      const stop = () => {
+        log.info('stopping after the current step');
+        controller.abort(new Error('interrupted'));
+      };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       try {
-        for (;;) {
-          const report = await runPipelineOnce(config, name, { signal: controller.signal, log });
-          for (const t of report.tables) {
-            ctx.stdout.write(
-              `${t.destination}: version ${t.version ?? '-'}, ${t.inserted} inserted, ${t.updated} updated, ${t.deleted} deleted\n`,
-            );
-          }
-          if (opts.once || controller.signal.aborted) break;
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, Number(opts.interval) * 1000);
-            controller.signal.addEventListener('abort', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-          });
-          if (controller.signal.aborted) break;
-        }
+        await superviseRounds(
+          async () => report(await runPipelineOnce(config, name, { signal: controller.signal, log })),
+          {
+            signal: controller.signal,
+            log,
+            intervalMs: interval * 1000,
+          },
+        );
       } finally {
         process.off('SIGINT', stop);
         process.off('SIGTERM', stop);
