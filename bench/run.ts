@@ -1,0 +1,15 @@
+/** `npm run bench [-- <name>...]`: runs the benchmarks and prints their results (also written to bench/results/). */
+import { benchMysqlSource } from './mysql-source.bench.js';
+
+const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
+  'mysql-source': benchMysqlSource,
+};
+
+const wanted = process.argv.slice(2);
+for (const [name, bench] of Object.entries(BENCHES)) {
+  if (wanted.length > 0 && !wanted.includes(name)) continue;
+  process.stdout.write(`\n== ${name}\n`);
+  const result = await bench();
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+}
+process.exit(0);
