@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -230,6 +230,49 @@ describe('concurrency', () => {
     expect(final.version).toBe(5);
     const log = await readdir(path.join(root, '_delta_log'));
     expect(log.filter((n) => n.endsWith('.json')).sort()).toEqual([0, 1, 2, 3, 4, 5].map(commitFileName));
+  });
+});
+
+describe('commit reads the table state it checks against', () => {
+  it('is not fooled by a table deleted and re-created at the same path by someone else', async () => {
+    const root = path.join(dir, 'recreated');
+    const elsewhere = path.join(dir, 'recreated-elsewhere');
+    const create = (at: string, configuration: Record<string, string>) =>
+      commit(
+        at,
+        -1,
+        [
+          { protocol: DEFAULT_PROTOCOL },
+          { metaData: newTableMetadata(schema, { configuration }) },
+          { add: { path: 'a', partitionValues: {}, size: 1, modificationTime: 0, dataChange: true } },
+        ],
+        { operation: 'CREATE TABLE' },
+      );
+    const removeA: Action = { remove: { path: 'a', dataChange: true, deletionTimestamp: 1 } };
+    await create(root, { 'delta.appendOnly': 'true' });
+    await expect(commit(root, 0, [removeA], { operation: 'DELETE' })).rejects.toMatchObject({
+      code: 'DELTA_PROTOCOL',
+    });
+    // Another process replaces the table; this process's cached state for version 0 is now stale.
+    await create(elsewhere, {});
+    await rm(root, { recursive: true });
+    await mkdir(path.join(root, '_delta_log'), { recursive: true });
+    await copyFile(
+      path.join(elsewhere, '_delta_log', commitFileName(0)),
+      path.join(root, '_delta_log', commitFileName(0)),
+    );
+    expect(await commit(root, 0, [removeA], { operation: 'DELETE' })).toBe(1);
+  });
+
+  it('uses the snapshot the caller passes for the read version', async () => {
+    const root = path.join(dir, 'with-snapshot');
+    await commit(root, -1, [{ protocol: DEFAULT_PROTOCOL }, { metaData: newTableMetadata(schema) }], {
+      operation: 'CREATE TABLE',
+    });
+    const snapshot = await loadSnapshot(root);
+    const b = await writeDataFile(root, 'eu', [7]);
+    expect(await commit(root, 0, [{ add: b }], { operation: 'WRITE' }, { snapshot })).toBe(1);
+    expect((await loadSnapshot(root)).files).toHaveLength(1);
   });
 });
 

@@ -5,13 +5,16 @@
  * sidecars) + the JSON commits after it, which must be contiguous. Files are reconciled by
  * (canonical path, deletion vector id); protocol and metadata are latest-wins; txn latest per app id.
  *
- * Tables whose reader protocol needs something this reader does not implement (deletion vectors, active column
- * mapping, type widening, variant, catalog-managed, unknown features) are refused with `DELTA_PROTOCOL` naming
- * the feature, rather than listed with files that would read back as wrong data.
+ * `_delta_log/_last_checkpoint` is read as a hint only (checksum-validated when it has one): the directory is
+ * always listed, a stale hint loses to a newer complete checkpoint, and a corrupt one is ignored. Log
+ * compaction files (`x.y.compacted.json`) are optional accelerators and are not used.
+ *
+ * Tables whose reader protocol needs something this reader does not implement (shredded variants,
+ * catalog-managed tables, unknown features) are refused with `DELTA_PROTOCOL` naming the feature, rather than
+ * listed with files that would read back as wrong data.
  */
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { messageOf, TributaryError } from '../core/errors.js';
 import {
   type AddFile,
@@ -23,7 +26,10 @@ import {
   type RemoveFile,
   type Txn,
 } from './actions.js';
+import { columnMappingMode } from './column-mapping.js';
 import { readParquetActions } from './duckdb.js';
+import { readLastCheckpoint } from './last-checkpoint-hint.js';
+import { resolveTablePath } from './paths.js';
 import { parseSchema, type StructType } from './schema.js';
 
 /** The state of a table at one version. Immutable. */
@@ -44,6 +50,8 @@ export interface Snapshot {
    * mtime (the checkpoint's when the commit file was cleaned up).
    */
   readonly timestamp: number;
+  /** The checkpoint replay started from (undefined: replayed from version 0). For diagnostics. */
+  readonly checkpointVersion?: number | undefined;
   /** Latest `txn.version` committed by `appId`, or undefined when it never committed. */
   txnVersion(appId: string): number | undefined;
   /** Absolute local path of a file: decodes the percent-encoded relative URI or absolute `file:` URI. */
@@ -52,29 +60,51 @@ export interface Snapshot {
 
 export interface LoadSnapshotOptions {
   /** Time travel to this version. */
-  version?: number;
+  version?: number | undefined;
   /** Time travel to the latest version committed at or before this instant. */
-  timestamp?: Date;
-  signal?: AbortSignal;
+  timestamp?: Date | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 const LOG_DIR = '_delta_log';
 const EMPTY_SCHEMA = '{"type":"struct","fields":[]}';
 
-/** Reader features whose only effect is on the log layer or that DuckDB's Parquet reader already handles. */
-const SUPPORTED_READER_FEATURES = new Set(['timestampNtz', 'vacuumProtocolCheck', 'v2Checkpoint']);
+/**
+ * Reader features this reader implements: log-layer ones (v2Checkpoint, vacuumProtocolCheck) here, data-layer
+ * ones in `scan.ts` (deletion vectors, column mapping, type widening casts, timestamp_ntz, unshredded variant).
+ */
+export const SUPPORTED_READER_FEATURES: ReadonlySet<string> = new Set([
+  'columnMapping',
+  'deletionVectors',
+  'timestampNtz',
+  'typeWidening',
+  'typeWidening-preview',
+  'v2Checkpoint',
+  'vacuumProtocolCheck',
+  'variantType',
+  'variantType-preview',
+]);
+
+/** Known reader features deliberately not supported, with the reason given to the user. */
+const REFUSED_READER_FEATURES: ReadonlyMap<string, string> = new Map([
+  ['variantShredding-preview', 'shredded variant columns must be reassembled from typed_value columns'],
+  ['catalogManaged', 'the catalog, not the file system, decides which commits exist'],
+  ['catalogOwned-preview', 'the catalog, not the file system, decides which commits exist'],
+]);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Listing
 
-interface CheckpointCandidate {
+/** @internal A checkpoint found by listing `_delta_log`. */
+export interface CheckpointCandidate {
   version: number;
   /** Absolute paths; several for multi-part. */
   files: string[];
   kind: 'classic' | 'multi-part' | 'v2';
 }
 
-interface LogListing {
+/** @internal The classified contents of `_delta_log`. Used by `change-data-feed.ts`. */
+export interface LogListing {
   logDir: string;
   /** version → absolute path of `<v>.json`. */
   commits: Map<number, string>;
@@ -87,7 +117,8 @@ const CLASSIC_RE = /^(\d{20})\.checkpoint\.parquet$/;
 const MULTI_RE = /^(\d{20})\.checkpoint\.(\d{10})\.(\d{10})\.parquet$/;
 const V2_RE = /^(\d{20})\.checkpoint\.[0-9a-fA-F-]{36}\.(json|parquet)$/;
 
-async function listLog(tableRoot: string): Promise<LogListing> {
+/** @internal Lists and classifies `<tableRoot>/_delta_log`. `DELTA_TABLE_NOT_FOUND` when it does not exist. */
+export async function listLog(tableRoot: string): Promise<LogListing> {
   const logDir = path.join(tableRoot, LOG_DIR);
   let names: string[];
   try {
@@ -155,7 +186,8 @@ async function listLog(tableRoot: string): Promise<LogListing> {
   return { logDir, commits, checkpoints };
 }
 
-function latestVersion(listing: LogListing): number {
+/** @internal The newest version the listing can reconstruct, or -1 for an empty log. */
+export function latestVersion(listing: LogListing): number {
   let latest = -1;
   for (const v of listing.commits.keys()) if (v > latest) latest = v;
   for (const c of listing.checkpoints) if (c.version > latest) latest = c.version;
@@ -165,7 +197,8 @@ function latestVersion(listing: LogListing): number {
 // ---------------------------------------------------------------------------------------------------------------
 // Reading log files
 
-async function readCommit(file: string): Promise<RawAction[]> {
+/** @internal The actions of one JSON commit. `DELTA_CORRUPT` naming the file and line when it is not NDJSON. */
+export async function readCommit(file: string): Promise<RawAction[]> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -212,7 +245,7 @@ async function readCheckpoint(candidate: CheckpointCandidate, logDir: string): P
   for (const action of actions) {
     const sidecar = action.sidecar as { path?: unknown } | undefined;
     if (sidecar && typeof sidecar.path === 'string') {
-      sidecars.push(resolveLogPath(path.join(logDir, '_sidecars'), sidecar.path));
+      sidecars.push(resolveTablePath(path.join(logDir, '_sidecars'), sidecar.path, first));
     } else {
       rest.push(action);
     }
@@ -248,40 +281,19 @@ async function readFirstAction(file: string): Promise<RawAction | undefined> {
   }
 }
 
-/** ICT when the commit carries one, else the file's mtime. */
-async function commitTimestamp(file: string): Promise<number> {
+/** The commit's in-commit timestamp (ms), when its first action is a `commitInfo` carrying one. */
+async function inCommitTimestamp(file: string): Promise<number | undefined> {
   const first = await readFirstAction(file);
   const info = first?.commitInfo as { inCommitTimestamp?: unknown } | undefined;
-  if (info && typeof info.inCommitTimestamp === 'number') return info.inCommitTimestamp;
-  return (await stat(file)).mtimeMs;
+  return info && typeof info.inCommitTimestamp === 'number' ? info.inCommitTimestamp : undefined;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Paths
-
-function decodeUriPath(p: string): string {
-  try {
-    return decodeURIComponent(p);
-  } catch {
-    // Some old writers did not encode `%`; the raw string is then the best guess.
-    return p;
-  }
-}
-
-function resolveLogPath(root: string, p: string): string {
-  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(p)) {
-    if (!p.startsWith('file:')) {
-      throw new TributaryError('DELTA_PROTOCOL', `Delta file path ${p} is not on the local file system`, {
-        hint: 'Only local (file:) tables are supported.',
-      });
-    }
-    try {
-      return fileURLToPath(new URL(p));
-    } catch {
-      return decodeUriPath(p.replace(/^file:(\/\/)?/, ''));
-    }
-  }
-  return path.resolve(root, decodeUriPath(p));
+/**
+ * @internal The timestamp (ms) of a commit: its in-commit timestamp when it has one (every commit after ICT
+ * enablement must), else the file's mtime, which is what the protocol prescribes before enablement.
+ */
+export async function commitTimestamp(file: string): Promise<number> {
+  return (await inCommitTimestamp(file)) ?? Math.floor((await stat(file)).mtimeMs);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -296,8 +308,8 @@ class ReplayState {
 
   constructor(private readonly tableRoot: string) {}
 
-  key(p: string, dv: unknown): string {
-    return `${resolveLogPath(this.tableRoot, p)}\u0000${deletionVectorId(dv as AddFile['deletionVector'])}`;
+  key(p: string, dv: unknown, source: string): string {
+    return `${resolveTablePath(this.tableRoot, p, source)}\u0000${deletionVectorId(dv as AddFile['deletionVector'])}`;
   }
 
   /**
@@ -313,7 +325,7 @@ class ReplayState {
         // Checkpoint removes are tombstones kept for VACUUM; they never cancel the checkpoint's own adds.
         if (isCheckpoint) continue;
         const remove = requireFileAction(action.remove, 'remove', source) as RemoveFile;
-        this.files.delete(this.key(remove.path, remove.deletionVector));
+        this.files.delete(this.key(remove.path, remove.deletionVector, source));
       } else if ('metaData' in action) {
         this.metadata = normaliseMetadata(action.metaData, source);
       } else if ('protocol' in action) {
@@ -332,7 +344,7 @@ class ReplayState {
     }
     for (const add of adds) {
       add.partitionValues ??= {};
-      this.files.set(this.key(add.path, add.deletionVector), add);
+      this.files.set(this.key(add.path, add.deletionVector, source), add);
     }
   }
 }
@@ -371,34 +383,25 @@ function normaliseMetadata(value: unknown, source: string): Metadata {
  * writer can check before it commits against a table (writer features are its own business).
  */
 export function checkReadSupport(protocol: Protocol, metadata: Metadata, tableRoot: string): void {
-  const refuse = (feature: string, why: string): never => {
-    throw new TributaryError(
-      'DELTA_PROTOCOL',
-      `Delta table ${tableRoot} needs reader feature '${feature}', which Tributary does not support yet (${why})`,
-      {
-        hint: 'Read the table with another engine, or disable the feature on the table if it is not in use.',
-      },
-    );
-  };
-  const mappingMode = metadata.configuration['delta.columnMapping.mode'] ?? 'none';
   const { minReaderVersion: reader } = protocol;
-  if (reader === 1) return;
-  if (reader === 2) {
-    if (mappingMode !== 'none') refuse('columnMapping', `column mapping mode '${mappingMode}'`);
-    return;
-  }
-  if (reader !== 3) {
+  if (reader !== 1 && reader !== 2 && reader !== 3) {
     throw new TributaryError(
       'DELTA_PROTOCOL',
       `Delta table ${tableRoot} requires reader version ${reader}; Tributary supports reader versions 1 to 3`,
       { hint: 'The table was written by a newer Delta engine; read it with that engine.' },
     );
   }
+  // Reader 2 is column mapping; an unknown mode must not be read with guessed names.
+  columnMappingMode(metadata, tableRoot);
+  if (reader !== 3) return;
   for (const feature of protocol.readerFeatures ?? []) {
     if (SUPPORTED_READER_FEATURES.has(feature)) continue;
-    // Listing columnMapping while the mode is `none` changes nothing for readers.
-    if (feature === 'columnMapping' && mappingMode === 'none') continue;
-    refuse(feature, feature === 'columnMapping' ? `column mapping mode '${mappingMode}'` : 'not implemented');
+    const why = REFUSED_READER_FEATURES.get(feature) ?? 'unknown to this reader';
+    throw new TributaryError(
+      'DELTA_PROTOCOL',
+      `Delta table ${tableRoot} needs reader feature '${feature}', which Tributary does not support (${why})`,
+      { hint: 'Read the table with an engine that supports the feature.' },
+    );
   }
 }
 
@@ -417,6 +420,7 @@ class SnapshotImpl implements Snapshot {
     readonly domainMetadata: ReadonlyMap<string, DomainMetadata>,
     readonly timestamp: number,
     private readonly txns: ReadonlyMap<string, Txn>,
+    readonly checkpointVersion: number | undefined,
   ) {
     this.schema = parseSchema(metadata.schemaString);
   }
@@ -426,7 +430,7 @@ class SnapshotImpl implements Snapshot {
   }
 
   dataFilePath(add: AddFile): string {
-    return resolveLogPath(this.tableRoot, add.path);
+    return resolveTablePath(this.tableRoot, add.path, `the log of ${this.tableRoot}`);
   }
 }
 
@@ -484,11 +488,13 @@ async function replay(
   target: number,
   signal?: AbortSignal,
 ): Promise<Snapshot> {
-  const candidates = listing.checkpoints.filter((c) => c.version <= target);
+  const candidates = await orderByHint(
+    listing.checkpoints.filter((c) => c.version <= target),
+    listing.logDir,
+  );
   let lastError: unknown;
   // Newest checkpoint first; an unreadable one (partially written, corrupt) falls back to an older one or to
-  // replaying from version 0, which is what a stale `_last_checkpoint` would have led to anyway. Listing the
-  // directory is cheap locally and is authoritative, so `_last_checkpoint` is not consulted.
+  // replaying from version 0, which is what a stale `_last_checkpoint` would have led to anyway.
   for (const candidate of [...candidates, undefined]) {
     const start = candidate ? candidate.version + 1 : 0;
     const missing = firstMissingCommit(listing, start, target);
@@ -518,6 +524,32 @@ async function replay(
     return finish(root, listing, target, state, candidate);
   }
   throw lastError;
+}
+
+/**
+ * The listing is authoritative (local listing is cheap, and a stale hint must lose to a newer checkpoint), so the
+ * hint only breaks ties: when several complete checkpoints exist for the newest version (classic and v2 UUID, or
+ * a rewritten multi-part one), the one `_last_checkpoint` names is tried first.
+ */
+async function orderByHint(
+  candidates: CheckpointCandidate[],
+  logDir: string,
+): Promise<CheckpointCandidate[]> {
+  if (candidates.length < 2) return candidates;
+  const read = await readLastCheckpoint(logDir);
+  if (!read.ok) return candidates;
+  const { hint } = read;
+  const named = hint.v2Checkpoint?.path;
+  const matches = (c: CheckpointCandidate): boolean =>
+    c.version === hint.version &&
+    (named !== undefined
+      ? c.files.some((f) => path.basename(f) === path.basename(named))
+      : hint.parts !== undefined
+        ? c.kind === 'multi-part' && c.files.length === hint.parts
+        : c.kind === 'classic');
+  const preferred = candidates.filter(matches);
+  if (preferred.length === 0) return candidates;
+  return [...preferred, ...candidates.filter((c) => !matches(c))].sort((a, b) => b.version - a.version);
 }
 
 function firstMissingCommit(listing: LogListing, from: number, to: number): number | undefined {
@@ -567,12 +599,6 @@ async function finish(
   }
   checkReadSupport(state.protocol, state.metadata, root);
   const files = [...state.files.values()];
-  // Without the feature a DV cannot legally appear; if one does, the rows it deletes would come back.
-  if (files.some((f) => f.deletionVector)) {
-    throw new TributaryError('DELTA_PROTOCOL', `Delta table ${root} has files with deletion vectors`, {
-      hint: 'Reader feature deletionVectors is not supported yet.',
-    });
-  }
   const commitFile = listing.commits.get(version);
   const timestamp = commitFile
     ? await commitTimestamp(commitFile)
@@ -586,12 +612,17 @@ async function finish(
     state.domains,
     timestamp,
     state.txns,
+    checkpoint?.version,
   );
 }
 
 /**
- * The latest version whose commit timestamp is ≤ `at`. Timestamps are made monotonic (each at least 1 ms after
- * the previous) as Spark does, because file mtimes can go backwards after a copy.
+ * The latest version whose commit timestamp is ≤ `at`.
+ *
+ * With in-commit timestamps (`delta.enableInCommitTimestamps`), every commit from the enablement version on
+ * carries a monotonic `commitInfo.inCommitTimestamp`, and those are the only valid timestamps for those
+ * versions: they are found by binary search. Earlier versions (and tables without ICT) use file mtimes, made
+ * monotonic (each at least 1 ms after the previous) as Spark does, because mtimes can go backwards after a copy.
  */
 async function versionAtTimestamp(
   listing: LogListing,
@@ -605,21 +636,50 @@ async function versionAtTimestamp(
   const oldestCheckpoint = listing.checkpoints.at(-1)?.version;
   const floor = listing.commits.has(0) ? 0 : (oldestCheckpoint ?? 0);
   const versions = [...listing.commits.keys()].filter((v) => v >= floor).sort((a, b) => a - b);
+  if (versions.length === 0) return checkFound(latest, root, at);
+  const ict = (i: number) => inCommitTimestamp(listing.commits.get(versions[i] as number) as string);
+
+  // ICT commits form a suffix of the log: find where it starts.
+  let ictStart = versions.length;
+  if ((await ict(versions.length - 1)) !== undefined) {
+    let lo = 0;
+    let hi = versions.length - 1;
+    while (lo < hi) {
+      signal?.throwIfAborted();
+      const mid = (lo + hi) >>> 1;
+      if ((await ict(mid)) !== undefined) hi = mid;
+      else lo = mid + 1;
+    }
+    ictStart = lo;
+  }
+  if (ictStart < versions.length && target >= ((await ict(ictStart)) as number)) {
+    let lo = ictStart;
+    let hi = versions.length - 1;
+    while (lo < hi) {
+      signal?.throwIfAborted();
+      const mid = (lo + hi + 1) >>> 1;
+      if (((await ict(mid)) as number) <= target) lo = mid;
+      else hi = mid - 1;
+    }
+    return versions[lo] as number;
+  }
+
   let found: number | undefined;
   let previous = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < versions.length; i += 64) {
+  for (let i = 0; i < ictStart; i += 64) {
     signal?.throwIfAborted();
-    const batch = versions.slice(i, i + 64);
-    const times = await Promise.all(batch.map((v) => commitTimestamp(listing.commits.get(v) as string)));
+    const batch = versions.slice(i, Math.min(i + 64, ictStart));
+    const times = await Promise.all(
+      batch.map(async (v) => (await stat(listing.commits.get(v) as string)).mtimeMs),
+    );
     for (let j = 0; j < batch.length; j++) {
-      const ts = Math.max(times[j] as number, previous + 1);
+      const ts = Math.max(Math.floor(times[j] as number), previous + 1);
       previous = ts;
       if (ts > target) return checkFound(found, root, at);
       found = batch[j];
     }
   }
-  // After the latest commit: the latest version is what the table looked like at that instant.
-  return checkFound(found ?? (versions.length === 0 ? latest : undefined), root, at);
+  return checkFound(found, root, at);
 }
 
 function checkFound(found: number | undefined, root: string, at: Date): number {
