@@ -131,6 +131,9 @@ async function applyTable(
           },
           isBlindAppend: false,
         },
+        // Refuses, naming the feature, a table whose protocol this writer cannot honour (e.g. someone enabled
+        // a feature on a bronze table by ALTER TABLE); the table is left untouched.
+        { snapshot, checkWriteSupport: true, log: options.log },
       );
     } catch (error) {
       // Another writer got there first: re-read the table and decide again (it may have applied this batch).
