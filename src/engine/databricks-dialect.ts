@@ -3,81 +3,137 @@
  * otherwise passed to DuckDB unchanged; rewriting happens only outside string literals, quoted identifiers
  * and comments, so data is never altered.
  *
- * - `CURRENT_TIMESTAMP()` / `CURRENT_DATE()` / `NOW()`-style calls with empty parentheses: DuckDB has the
- *   keyword forms only.
- * - `delta.\`/path/to/table\``: a Delta table by path; replaced by a generated view name that the session
+ * - `CURRENT_TIMESTAMP()` / `CURRENT_DATE()` / `CURRENT_TIME()` / `LOCALTIMESTAMP()`: DuckDB has the keyword
+ *   forms only.
+ * - `` `identifier` ``: becomes `"identifier"`.
+ * - `` delta.`/path/to/table` ``: a Delta table by path; replaced by a generated view name that the session
  *   registers.
+ * - Time travel after a table name or path: `VERSION AS OF 3`, `TIMESTAMP AS OF '2026-01-01'` (any
+ *   expression), their `FOR SYSTEM_VERSION` / `FOR SYSTEM_TIME` spellings, and `t@v3`: the reference is
+ *   replaced by a generated view of that version, aliased with the table's name so `t.col` keeps working.
  *
  * `INTERVAL 7 DAYS` needs no rewrite: DuckDB accepts it as written.
  */
+import { Cursor, isIdentifierToken, type TableReference, type Temporal } from './statements/cursor.js';
+import { identifierText, type Token, tokenize } from './statements/lexer.js';
+
+/** A table reference the session must register as a view before the statement runs. */
+export interface ViewReference {
+  readonly table: TableReference;
+  readonly temporal?: Temporal;
+}
 
 export interface DialectRewrite {
   readonly sql: string;
-  /** Generated view name → Delta table path, for each `delta.\`path\`` reference. */
-  readonly deltaPaths: ReadonlyMap<string, string>;
+  /** Generated view name → what it reads, for each `` delta.`path` `` and time travelled reference. */
+  readonly references: ReadonlyMap<string, ViewReference>;
 }
 
-const KEYWORD_CALLS = /\b(CURRENT_TIMESTAMP|CURRENT_DATE|CURRENT_TIME|LOCALTIMESTAMP)\s*\(\s*\)/gi;
+const KEYWORD_CALLS = new Set(['CURRENT_TIMESTAMP', 'CURRENT_DATE', 'CURRENT_TIME', 'LOCALTIMESTAMP']);
 
-/** Splits SQL into code and non-code (literals, quoted identifiers, comments) so only code is rewritten. */
-function segments(sql: string): Array<{ code: boolean; text: string }> {
-  const out: Array<{ code: boolean; text: string }> = [];
-  let i = 0;
-  let start = 0;
-  const push = (code: boolean, end: number) => {
-    if (end > start) out.push({ code, text: sql.slice(start, end) });
-    start = end;
-  };
-  while (i < sql.length) {
-    const ch = sql[i];
-    const next = sql[i + 1];
-    if (ch === "'" || ch === '"') {
-      push(true, i);
-      let j = i + 1;
-      while (j < sql.length) {
-        if (sql[j] === ch) {
-          if (sql[j + 1] === ch) j += 2;
-          else break;
-        } else j++;
-      }
-      i = Math.min(j + 1, sql.length);
-      push(false, i);
-    } else if (ch === '-' && next === '-') {
-      push(true, i);
-      const end = sql.indexOf('\n', i);
-      i = end === -1 ? sql.length : end;
-      push(false, i);
-    } else if (ch === '/' && next === '*') {
-      push(true, i);
-      const end = sql.indexOf('*/', i + 2);
-      i = end === -1 ? sql.length : end + 2;
-      push(false, i);
-    } else if (ch === '`') {
-      // Backticks are Databricks identifiers; kept as code so `delta.\`...\`` can be matched below.
-      const end = sql.indexOf('`', i + 1);
-      i = end === -1 ? sql.length : end + 1;
-    } else {
-      i++;
+/** Words after a table reference that are not an alias. */
+const NOT_ALIAS = new Set(
+  (
+    'WHERE JOIN INNER LEFT RIGHT FULL OUTER CROSS NATURAL POSITIONAL ASOF ANTI SEMI LATERAL ON USING GROUP ORDER ' +
+    'LIMIT OFFSET UNION EXCEPT INTERSECT MINUS HAVING WINDOW QUALIFY PIVOT UNPIVOT TABLESAMPLE SAMPLE RETURNING ' +
+    'FETCH INTO SET VALUES SELECT FROM WITH'
+  ).split(' '),
+);
+
+function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+interface Replacement {
+  readonly start: number;
+  readonly end: number;
+  readonly text: string;
+}
+
+function aliasFollows(cursor: Cursor): boolean {
+  const t = cursor.peek();
+  if (!t) return false;
+  if (t.type === 'quoted' || t.type === 'backtick') return true;
+  return t.type === 'word' && (t.text.toUpperCase() === 'AS' || !NOT_ALIAS.has(t.text.toUpperCase()));
+}
+
+function endOf(token: Token): number {
+  return token.start + token.text.length;
+}
+
+/**
+ * Rewrites one statement. Generated view names are `__delta_<n>`, numbered from `firstId` (default 1), so a
+ * session can keep them unique across statements.
+ */
+export function rewriteDatabricksSql(sql: string, options: { firstId?: number } = {}): DialectRewrite {
+  const all = tokenize(sql);
+  const cursor = new Cursor(sql, all);
+  const replacements: Replacement[] = [];
+  const references = new Map<string, ViewReference>();
+  let nextId = options.firstId ?? 1;
+  while (!cursor.atEnd()) {
+    const t = cursor.peek() as Token;
+    if (
+      t.type === 'word' &&
+      KEYWORD_CALLS.has(t.text.toUpperCase()) &&
+      cursor.peek(1)?.text === '(' &&
+      cursor.peek(2)?.text === ')'
+    ) {
+      replacements.push({ start: t.start, end: endOf(cursor.peek(2) as Token), text: t.text.toUpperCase() });
+      cursor.position += 3;
+      continue;
     }
+    const previous = cursor.peek(-1);
+    if (isIdentifierToken(t) && !(previous?.type === 'op' && previous.text === '.')) {
+      const start = cursor.position;
+      let table: TableReference | undefined;
+      try {
+        table = cursor.tableReference();
+      } catch {
+        table = undefined;
+      }
+      const temporal = table ? cursor.temporal() : undefined;
+      if (table && (table.kind === 'path' || temporal)) {
+        const view = `__delta_${nextId++}`;
+        const alias =
+          table.kind === 'name' && !aliasFollows(cursor)
+            ? ` AS ${quoteIdentifier(table.parts.at(-1) as string)}`
+            : '';
+        replacements.push({
+          start: t.start,
+          end: endOf(cursor.peek(-1) as Token),
+          text: `${view}${alias}`,
+        });
+        references.set(view, temporal ? { table, temporal: rewriteTemporal(temporal) } : { table });
+        continue;
+      }
+      cursor.position = start + 1;
+      continue;
+    }
+    cursor.position++;
   }
-  push(true, sql.length);
-  return out;
+  return { sql: render(sql, all, replacements), references };
 }
 
-export function rewriteDatabricksSql(sql: string): DialectRewrite {
-  const deltaPaths = new Map<string, string>();
-  const rewritten = segments(sql)
-    .map((s) => {
-      if (!s.code) return s.text;
-      return s.text
-        .replace(KEYWORD_CALLS, (_m, kw: string) => kw.toUpperCase())
-        .replace(/\bdelta\s*\.\s*`([^`]+)`/gi, (_m, path: string) => {
-          const name = `__delta_${deltaPaths.size + 1}`;
-          deltaPaths.set(name, path);
-          return name;
-        })
-        .replace(/`([^`]*)`/g, (_m, ident: string) => `"${ident.replaceAll('"', '""')}"`);
-    })
-    .join('');
-  return { sql: rewritten, deltaPaths };
+function rewriteTemporal(temporal: Temporal): Temporal {
+  return 'timestampSql' in temporal
+    ? { timestampSql: rewriteDatabricksSql(temporal.timestampSql).sql }
+    : temporal;
+}
+
+function render(sql: string, tokens: readonly Token[], replacements: readonly Replacement[]): string {
+  const byStart = new Map(replacements.map((r) => [r.start, r]));
+  let out = '';
+  let skipUntil = 0;
+  for (const token of tokens) {
+    if (token.start < skipUntil) continue;
+    const replacement = byStart.get(token.start);
+    if (replacement) {
+      out += replacement.text;
+      skipUntil = replacement.end;
+      continue;
+    }
+    out += token.type === 'backtick' ? quoteIdentifier(identifierText(token)) : token.text;
+  }
+  return out.length > 0 || sql.length === 0 ? out : sql;
 }

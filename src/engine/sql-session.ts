@@ -1,93 +1,152 @@
 /**
- * `tributary sql`: DuckDB over the warehouse. Each Delta table a statement names is exposed as a view in a
- * DuckDB catalog of the same name, so `catalog.schema.table` and (with a default catalog) `schema.table`
- * resolve without rewriting the statement. A view reads exactly the active files of the table's current
- * snapshot; nothing is copied.
+ * `tributary sql`: DuckDB over the warehouse, with the Databricks statements the reference documents use.
+ *
+ * A script is split into statements, and each goes through the router (`statements/router.ts`): DESCRIBE
+ * HISTORY / DETAIL, OPTIMIZE, VACUUM, RESTORE, SHALLOW CLONE, ALTER TABLE ... TBLPROPERTIES, SET and USE have
+ * handlers; anything else is a DuckDB query. For a query, each warehouse table the statement may name is
+ * exposed as a view in a DuckDB catalog of the same name, so `catalog.schema.table` and (with a current
+ * catalog) `schema.table` resolve without rewriting; `` delta.`/path` `` and time travelled references become
+ * generated views. Every view reads its snapshot through `scanSql`, so deletion vectors, column mapping and
+ * partition values are honoured; nothing is copied.
  */
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DuckDBTypeId } from '@duckdb/node-api';
-import type { Warehouse } from '../catalog/warehouse.js';
+import { formatTableName, type TableName, type Warehouse } from '../catalog/warehouse.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
-import { loadSnapshot, type Snapshot } from '../delta/snapshot.js';
+import { scanSql } from '../delta/scan.js';
+import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
 import { rewriteDatabricksSql } from './databricks-dialect.js';
-import { DuckDb, quoteDuckIdent as q, quoteDuckString } from './duckdb.js';
-import { duckDbTypeFor } from './duckdb-types.js';
+import { DuckDb, quoteDuckIdent as q } from './duckdb.js';
+import type { QueryResult, ResolvedTable, StatementContext } from './statements/context.js';
+import { Cursor, isIdentifierToken, type TableReference, type Temporal } from './statements/cursor.js';
+import { splitStatements } from './statements/lexer.js';
+import { executeStatement } from './statements/router.js';
 
-export interface QueryResult {
-  readonly columns: readonly string[];
-  /** JSON-safe values: integers as numbers when exact, DECIMAL and wider integers as strings. */
-  readonly rows: readonly Record<string, unknown>[];
-}
+export type { QueryResult } from './statements/context.js';
 
 /** DuckDB's own catalogs; a warehouse catalog with one of these names cannot be attached under it. */
 const RESERVED_CATALOGS = new Set(['system', 'temp', 'main', 'memory']);
 
-export class SqlSession implements AsyncDisposable {
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export interface SqlSessionOptions {
+  /** The catalog two-part names (`schema.table`) resolve in. */
+  defaultCatalog?: string;
+}
+
+export class SqlSession implements AsyncDisposable, StatementContext {
+  readonly settings = new Map<string, string>();
   readonly #attached = new Set<string>();
-  readonly #registered = new Set<string>();
+  /** `catalog.schema.table` → the table root of each registered catalog view. */
+  readonly #registered = new Map<string, string>();
+  /** Tables whose view could not be built (an unreadable table), for the error when a query names one. */
+  readonly #unreadable = new Map<string, unknown>();
+  #currentCatalog: string | undefined;
+  #currentSchema: string | undefined;
+  #nextViewId = 1;
 
   private constructor(
     readonly db: DuckDb,
     readonly warehouse: Warehouse,
   ) {}
 
-  static async open(warehouse: Warehouse, options: { defaultCatalog?: string } = {}): Promise<SqlSession> {
+  static async open(warehouse: Warehouse, options: SqlSessionOptions = {}): Promise<SqlSession> {
     const session = new SqlSession(await DuckDb.open(), warehouse);
-    if (options.defaultCatalog) {
-      await session.#attach(options.defaultCatalog);
-      await session.db.run(`USE ${q(options.defaultCatalog)}`);
-    }
+    if (options.defaultCatalog) await session.use(options.defaultCatalog);
     return session;
   }
 
-  async #attach(catalog: string): Promise<void> {
-    if (this.#attached.has(catalog) || RESERVED_CATALOGS.has(catalog)) return;
-    await this.db.run(`ATTACH ':memory:' AS ${q(catalog)}`);
-    this.#attached.add(catalog);
+  /** Runs a script of one or more `;`-separated statements and returns the result of the last one. */
+  async execute(script: string): Promise<QueryResult> {
+    let result: QueryResult = { columns: [], rows: [] };
+    for (const statement of splitStatements(script)) result = await executeStatement(this, statement);
+    return result;
   }
 
-  async #registerView(qualified: string, snapshot: Snapshot): Promise<void> {
-    const files = snapshot.files.map((f) => snapshot.dataFilePath(f));
-    const fields = snapshot.schema.fields;
-    let body: string;
-    if (files.length === 0) {
-      const cols = fields.map((f) => `NULL::${duckDbTypeFor(String(f.type))} AS ${q(f.name)}`);
-      body = `SELECT ${cols.join(', ')} WHERE false`;
+  // -------------------------------------------------------------------------------------------------------------
+  // StatementContext
+
+  async use(catalog: string, schema?: string): Promise<void> {
+    const target = catalog === '' ? this.#currentCatalog : catalog;
+    if (target === undefined) {
+      throw new TributaryError('SQL_ERROR', `USE SCHEMA ${schema} needs a current catalog`, {
+        hint: 'Run USE CATALOG <name> first, or pass --catalog.',
+      });
+    }
+    await this.#attach(target);
+    if (schema === undefined) {
+      if (!RESERVED_CATALOGS.has(target)) await this.db.run(`USE ${q(target)}`);
     } else {
-      const list = `[${files.map(quoteDuckString).join(', ')}]`;
-      const described = await this.db.rows(
-        `DESCRIBE SELECT * FROM read_parquet(${list}, union_by_name = true)`,
-      );
-      const present = new Set(described.map((r) => String(r['column_name'])));
-      const cols = fields.map((f) =>
-        present.has(f.name) ? q(f.name) : `NULL::${duckDbTypeFor(String(f.type))} AS ${q(f.name)}`,
-      );
-      body = `SELECT ${cols.join(', ')} FROM read_parquet(${list}, union_by_name = true)`;
+      if (!RESERVED_CATALOGS.has(target)) {
+        await this.db.run(`CREATE SCHEMA IF NOT EXISTS ${q(target)}.${q(schema)}`);
+        await this.db.run(`USE ${q(target)}.${q(schema)}`);
+      }
     }
-    await this.db.run(`CREATE OR REPLACE VIEW ${qualified} AS ${body}`);
+    this.#currentCatalog = target;
+    this.#currentSchema = schema;
   }
 
-  /** Registers the warehouse tables the statement may refer to (by table name appearing in it). */
-  async #registerReferencedTables(sql: string): Promise<void> {
-    const words = new Set(sql.toLowerCase().match(/[a-z_][a-z0-9_]*/g) ?? []);
-    for (const t of await this.warehouse.listTables()) {
-      const key = `${t.catalog}.${t.schema}.${t.table}`;
-      if (this.#registered.has(key) || !words.has(t.table.toLowerCase()) || RESERVED_CATALOGS.has(t.catalog))
-        continue;
-      await this.#attach(t.catalog);
-      await this.db.run(`CREATE SCHEMA IF NOT EXISTS ${q(t.catalog)}.${q(t.schema)}`);
-      await this.#registerView(
-        `${q(t.catalog)}.${q(t.schema)}.${q(t.table)}`,
-        await loadSnapshot(this.warehouse.tablePath(t)),
+  async resolveTable(
+    reference: TableReference,
+    options: { mustExist?: boolean } = {},
+  ): Promise<ResolvedTable> {
+    const mustExist = options.mustExist ?? true;
+    if (reference.kind === 'path') {
+      const root = resolve(
+        reference.path.startsWith('file:') ? fileURLToPath(reference.path) : reference.path,
       );
-      this.#registered.add(key);
+      if (mustExist && !(await isDeltaTable(root))) {
+        throw new TributaryError('SQL_UNKNOWN_TABLE', `Table or view not found: ${reference.text}`, {
+          hint: `There is no Delta table (a directory with _delta_log) at ${root}.`,
+        });
+      }
+      return { root, name: null, display: root };
     }
+    const name = await this.#tableName(reference, mustExist);
+    return {
+      root: this.warehouse.tablePath(name),
+      name: formatTableName(name),
+      display: formatTableName(name),
+    };
   }
 
-  async execute(statement: string): Promise<QueryResult> {
-    const { sql, deltaPaths } = rewriteDatabricksSql(statement);
-    for (const [name, path] of deltaPaths) {
-      await this.#registerView(`memory.main.${q(name)}`, await loadSnapshot(resolve(path)));
+  async loadSnapshot(table: ResolvedTable, temporal?: Temporal): Promise<Snapshot> {
+    if (temporal === undefined) return loadSnapshot(table.root);
+    if ('version' in temporal) return loadSnapshot(table.root, { version: temporal.version });
+    return loadSnapshot(table.root, { timestamp: await this.evaluateTimestamp(temporal.timestampSql) });
+  }
+
+  async evaluateTimestamp(sql: string): Promise<Date> {
+    const expression = rewriteDatabricksSql(sql).sql;
+    let ms: unknown;
+    try {
+      const reader = await this.db.connection.runAndReadAll(
+        `SELECT epoch_ms(CAST((${expression}) AS TIMESTAMPTZ))`,
+      );
+      ms = reader.getRowsJS()[0]?.[0];
+    } catch (error) {
+      throw new TributaryError('SQL_ERROR', `Invalid timestamp ${sql}: ${messageOf(error)}`, {
+        cause: error,
+      });
+    }
+    if (ms === null || ms === undefined) throw new TributaryError('SQL_ERROR', `Timestamp ${sql} is NULL`);
+    return new Date(Number(ms));
+  }
+
+  tableChanged(root: string): void {
+    for (const [key, registered] of this.#registered) if (registered === root) this.#registered.delete(key);
+  }
+
+  async query(statement: string): Promise<QueryResult> {
+    const { sql, references } = rewriteDatabricksSql(statement, { firstId: this.#nextViewId });
+    this.#nextViewId += references.size;
+    for (const [view, reference] of references) {
+      const table = await this.resolveTable(reference.table);
+      const snapshot = await this.loadSnapshot(table, reference.temporal);
+      await this.db.run(
+        `CREATE OR REPLACE TEMP VIEW ${q(view)} AS ${await scanSql(snapshot, this.db.connection)}`,
+      );
     }
     await this.#registerReferencedTables(sql);
     try {
@@ -110,11 +169,164 @@ export class SqlSession implements AsyncDisposable {
       return { columns, rows };
     } catch (error) {
       if (isTributaryError(error)) throw error;
-      throw new TributaryError('SQL_ERROR', messageOf(error), { cause: error });
+      throw await this.#queryError(statement, error);
     }
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Names
+
+  /** The warehouse table a name means: exact directory names first, then case-insensitively (as Databricks). */
+  async #tableName(reference: TableReference & { kind: 'name' }, mustExist: boolean): Promise<TableName> {
+    const parts = reference.parts;
+    const tables = await this.warehouse.listTables();
+    const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+    let candidates: TableName[];
+    let wanted: TableName | undefined;
+    if (parts.length === 3) {
+      const [catalog, schema, table] = parts as [string, string, string];
+      wanted = { catalog, schema, table };
+      candidates = tables.filter(
+        (t) => same(t.catalog, catalog) && same(t.schema, schema) && same(t.table, table),
+      );
+    } else if (parts.length === 2) {
+      const [schema, table] = parts as [string, string];
+      const catalog = this.#currentCatalog;
+      if (catalog === undefined) {
+        throw new TributaryError('SQL_UNKNOWN_TABLE', `Table or view not found: ${reference.text}`, {
+          hint: 'A two-part name needs a current catalog: pass --catalog <name>, run USE CATALOG <name>, or write catalog.schema.table.',
+        });
+      }
+      wanted = { catalog, schema, table };
+      candidates = tables.filter(
+        (t) => same(t.catalog, catalog) && same(t.schema, schema) && same(t.table, table),
+      );
+    } else {
+      const [table] = parts as [string];
+      const catalog = this.#currentCatalog;
+      const schema = this.#currentSchema;
+      if (catalog !== undefined && schema !== undefined) wanted = { catalog, schema, table };
+      candidates = tables.filter(
+        (t) =>
+          (catalog === undefined || same(t.catalog, catalog)) &&
+          (schema === undefined || same(t.schema, schema)) &&
+          same(t.table, table),
+      );
+      if (candidates.length > 1) {
+        throw new TributaryError('SQL_ERROR', `Table name ${reference.text} is ambiguous`, {
+          hint: `It could be ${candidates.map(formatTableName).join(', ')}; qualify it.`,
+        });
+      }
+    }
+    const exact = candidates.find((t) => wanted && formatTableName(t) === formatTableName(wanted));
+    const found = exact ?? candidates[0];
+    if (found) return found;
+    if (mustExist || wanted === undefined) {
+      throw new TributaryError('SQL_UNKNOWN_TABLE', `Table or view not found: ${reference.text}`, {
+        hint: this.#tablesHint(tables),
+      });
+    }
+    for (const part of [wanted.catalog, wanted.schema, wanted.table]) {
+      if (!IDENT.test(part)) {
+        throw new TributaryError(
+          'SQL_ERROR',
+          `Invalid table name ${reference.text}: '${part}' is not an identifier`,
+          {
+            hint: 'Warehouse names are letters, digits and underscores, not starting with a digit.',
+          },
+        );
+      }
+    }
+    return wanted;
+  }
+
+  #tablesHint(tables: readonly TableName[]): string {
+    if (tables.length === 0) return `The warehouse ${this.warehouse.root} has no tables yet.`;
+    const names = tables.slice(0, 10).map(formatTableName).join(', ');
+    return `Tables in the warehouse: ${names}${tables.length > 10 ? `, ... (${tables.length} in all)` : ''}.`;
+  }
+
+  async #attach(catalog: string): Promise<void> {
+    if (this.#attached.has(catalog) || RESERVED_CATALOGS.has(catalog)) return;
+    await this.db.run(`ATTACH ':memory:' AS ${q(catalog)}`);
+    this.#attached.add(catalog);
+  }
+
+  /** Registers (or refreshes) a view for each warehouse table whose name appears as a word in the statement. */
+  async #registerReferencedTables(sql: string): Promise<void> {
+    const words = new Set(sql.toLowerCase().match(/[a-z_][a-z0-9_]*/g) ?? []);
+    for (const t of await this.warehouse.listTables()) {
+      const key = formatTableName(t);
+      if (this.#registered.has(key) || !words.has(t.table.toLowerCase()) || RESERVED_CATALOGS.has(t.catalog))
+        continue;
+      const root = this.warehouse.tablePath(t);
+      try {
+        await this.#attach(t.catalog);
+        await this.db.run(`CREATE SCHEMA IF NOT EXISTS ${q(t.catalog)}.${q(t.schema)}`);
+        const body = await scanSql(await loadSnapshot(root), this.db.connection);
+        await this.db.run(`CREATE OR REPLACE VIEW ${q(t.catalog)}.${q(t.schema)}.${q(t.table)} AS ${body}`);
+        this.#registered.set(key, root);
+        this.#unreadable.delete(key);
+      } catch (error) {
+        // Only an error if the statement really reads this table: DuckDB then reports it missing.
+        this.#unreadable.set(key, error);
+      }
+    }
+  }
+
+  /** A DuckDB error as a TributaryError: unknown tables as SQL_UNKNOWN_TABLE naming them, else SQL_ERROR. */
+  async #queryError(statement: string, error: unknown): Promise<TributaryError> {
+    const message = messageOf(error);
+    const table = /Table with name "?([^"!\s]+)"? does not exist/.exec(message)?.[1];
+    const catalog = /Catalog "([^"]+)" does not exist/.exec(message)?.[1];
+    const missing = table ?? catalog;
+    if (missing === undefined) return new TributaryError('SQL_ERROR', message, { cause: error });
+    const written = nameAsWritten(statement, missing, table !== undefined);
+    for (const [key, cause] of this.#unreadable) {
+      if (key.toLowerCase().endsWith(`.${missing.toLowerCase()}`) && isTributaryError(cause)) return cause;
+    }
+    return new TributaryError('SQL_UNKNOWN_TABLE', `Table or view not found: ${written}`, {
+      cause: error,
+      hint: this.#tablesHint(await this.warehouse.listTables()),
+    });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.db[Symbol.asyncDispose]();
   }
+}
+
+/**
+ * The qualified name in the statement that DuckDB's message names by its last part (`table`) or by its
+ * catalog: the first dotted name that ends (or starts) with it, else `missing` itself.
+ */
+function nameAsWritten(statement: string, missing: string, isTable: boolean): string {
+  const cursor = new Cursor(statement);
+  const lower = missing.toLowerCase();
+  while (!cursor.atEnd()) {
+    const previous = cursor.peek(-1);
+    if (isIdentifierToken(cursor.peek()) && !(previous?.type === 'op' && previous.text === '.')) {
+      const start = cursor.position;
+      try {
+        const reference = cursor.tableReference();
+        if (reference.kind === 'name') {
+          const parts = reference.parts.map((p) => p.toLowerCase());
+          const joined = parts.join('.');
+          if (
+            isTable
+              ? joined === lower || joined.endsWith(`.${lower}`)
+              : parts[0] === lower && parts.length > 1
+          ) {
+            return reference.text;
+          }
+        }
+      } catch {
+        // not a name
+      }
+      cursor.position = start + 1;
+      continue;
+    }
+    cursor.position++;
+  }
+  return missing;
 }

@@ -1,4 +1,8 @@
-/** `tributary sql "<statement>"`: DuckDB SQL, with Databricks forms, over the warehouse's Delta tables. */
+/**
+ * `tributary sql "<statements>"`: DuckDB SQL, with Databricks forms and Delta maintenance statements, over the
+ * warehouse's Delta tables. Several statements may be separated by `;` (settings made with SET last for the
+ * invocation); the result of the last one is printed.
+ */
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { Warehouse } from '../../catalog/warehouse.js';
@@ -7,24 +11,34 @@ import { SqlSession } from '../../engine/sql-session.js';
 import type { CliContext } from '../context.js';
 import { type OutputFormat, renderResult } from '../output-format.js';
 
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream)
+    chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export function registerSqlCommand(program: Command, ctx: CliContext): void {
   program
     .command('sql')
-    .description('run a SQL query over the warehouse (catalog.schema.table names, or delta.`/path`)')
+    .description('run SQL over the warehouse (catalog.schema.table names, or delta.`/path`)')
     .argument(
-      '<statement>',
-      'the SQL statement (DuckDB dialect plus Databricks forms such as CURRENT_TIMESTAMP())',
+      '<statements>',
+      'SQL statements separated by ";" (DuckDB plus Databricks forms: CURRENT_TIMESTAMP(), time travel, ' +
+        'DESCRIBE HISTORY/DETAIL, OPTIMIZE, VACUUM, RESTORE, SHALLOW CLONE, ALTER TABLE ... TBLPROPERTIES, SET); ' +
+        '"-" reads them from stdin',
     )
     .addOption(
       new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'),
     )
     .option('--catalog <name>', 'default catalog for two-part names such as bronze.customers')
-    .action(async (statement: string, opts: { format: OutputFormat; catalog?: string }) => {
+    .action(async (statements: string, opts: { format: OutputFormat; catalog?: string }) => {
       const config = await loadConfig(ctx.configPath());
       const warehouse = new Warehouse(config.warehouse);
       const defaultCatalog = opts.catalog ?? defaultCatalogOf(config, await warehouse.listCatalogs());
+      const script = statements === '-' ? await readAll(ctx.stdin) : statements;
       await using session = await SqlSession.open(warehouse, defaultCatalog ? { defaultCatalog } : {});
-      const result = await session.execute(statement);
+      const result = await session.execute(script);
       ctx.stdout.write(renderResult(result, opts.format));
     });
 }
