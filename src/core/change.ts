@@ -13,6 +13,8 @@ export type ChangeEvent =
   | { readonly kind: 'insert'; readonly table: TableId; readonly after: Row }
   | { readonly kind: 'update'; readonly table: TableId; readonly before: Row | null; readonly after: Row }
   | { readonly kind: 'delete'; readonly table: TableId; readonly before: Row }
+  /** Every row of the table was removed (TRUNCATE); later events of the same batch apply after it. */
+  | { readonly kind: 'truncate'; readonly table: TableId }
   /** The table's shape as of this point in the log. */
   | { readonly kind: 'schema'; readonly table: TableId; readonly schema: TableSchema };
 

@@ -277,6 +277,17 @@ async function stageStream(
       const key = tableKey(event.table);
       let schema = schemas.get(key);
       if (!schema) continue;
+      if (event.kind === 'truncate') {
+        const snapshotAt = state.snapshotPositions[key];
+        if (snapshotAt !== undefined && batch.position <= snapshotAt) continue;
+        // Changes staged before the TRUNCATE must not share a segment entry with the reset that empties the
+        // table, so they are sealed first; the reset entry then collects the changes that follow.
+        if (draft.tables.has(key)) await seal();
+        draft.tables.set(key, { schema, reset: true, rows: [] });
+        draft.changes++;
+        options.log.info(`${key}: TRUNCATE captured; the bronze table is emptied at this point`);
+        continue;
+      }
       const ignoredHere = ignored.get(key) ?? new Set<string>();
       const unknown = options.refreshSchema ? unknownColumns(event, schema, ignoredHere) : [];
       if (options.refreshSchema && unknown.length > 0) {
@@ -314,21 +325,16 @@ async function stageStream(
   return { state, changes: total };
 }
 
+type RowEvent = Exclude<ChangeEvent, { kind: 'schema' } | { kind: 'truncate' }>;
+
 /** Names in the row that are neither in the table's shape nor known to be left out (excluded columns). */
-function unknownColumns(
-  event: Exclude<ChangeEvent, { kind: 'schema' }>,
-  schema: TableSchema,
-  ignored: ReadonlySet<string>,
-): string[] {
+function unknownColumns(event: RowEvent, schema: TableSchema, ignored: ReadonlySet<string>): string[] {
   const row = event.kind === 'delete' ? event.before : event.after;
   return Object.keys(row).filter((n) => !ignored.has(n) && !schema.columns.some((c) => c.name === n));
 }
 
 /** An update that changes the primary key is a delete of the old key and an insert of the new one. */
-function stagedOps(
-  event: Exclude<ChangeEvent, { kind: 'schema' }>,
-  schema: TableSchema,
-): Array<[StagedOp, Row]> {
+function stagedOps(event: RowEvent, schema: TableSchema): Array<[StagedOp, Row]> {
   switch (event.kind) {
     case 'read':
       return [['r', event.after]];

@@ -28,6 +28,7 @@ interface ZongJiEvent {
   tableMap?: Record<number, { parentSchema: string; tableName: string }>;
   rows?: Array<Row | { before: Row; after: Row }>;
   query?: string;
+  schema?: string;
   binlogName?: string;
 }
 
@@ -140,7 +141,10 @@ export async function* readBinlog(
           if (upper === 'BEGIN') break;
           // COMMIT ends a transaction on non-transactional engines; anything else is DDL, its own transaction.
           boundary = true;
-          if (/^TRUNCATE\b/.test(upper)) guardTruncate(sql, captured);
+          if (/^TRUNCATE\b/.test(upper)) {
+            const table = truncatedTable(sql, event.schema ?? '', captured);
+            if (table) events.push({ kind: 'truncate', table });
+          }
           break;
         }
         default:
@@ -161,18 +165,17 @@ export async function* readBinlog(
   }
 }
 
-function guardTruncate(sql: string, captured: ReadonlySet<string>): void {
-  const m = /^TRUNCATE\s+(?:TABLE\s+)?`?([^`.\s]+)`?(?:\.`?([^`\s]+)`?)?/i.exec(sql);
-  const name = m?.[2] ? `${m[1]}.${m[2]}` : m?.[1];
-  if (name && [...captured].some((k) => k === name || k.endsWith(`.${name}`))) {
-    throw new TributaryError(
-      'SOURCE_SCHEMA_CHANGED',
-      `The source ran "${sql.slice(0, 200)}" on a captured table; TRUNCATE is not captured yet.`,
-      {
-        hint: 'Re-create the bronze table from a new snapshot: delete the table directory and its gateway state, then run the pipeline again.',
-      },
-    );
-  }
+/** The captured table a `TRUNCATE [TABLE] [db.]t` statement empties, if any; `schema` is the session's database. */
+export function truncatedTable(
+  sql: string,
+  schema: string,
+  captured: ReadonlySet<string>,
+): TableId | undefined {
+  const m = /^TRUNCATE\s+(?:TABLE\s+)?(`(?:[^`]|``)+`|[^\s.`;]+)(?:\.(`(?:[^`]|``)+`|[^\s.`;]+))?/i.exec(sql);
+  if (!m?.[1]) return undefined;
+  const unquote = (name: string) => (name.startsWith('`') ? name.slice(1, -1).replaceAll('``', '`') : name);
+  const id = m[2] ? { schema: unquote(m[1]), table: unquote(m[2]) } : { schema, table: unquote(m[1]) };
+  return captured.has(tableKey(id)) ? id : undefined;
 }
 
 function classifyBinlogError(error: unknown, endpoint: MySqlEndpoint, from: Position): TributaryError {
