@@ -9,7 +9,7 @@ import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehous
 import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config/load-config.js';
 import { resolveConnectionPassword } from '../config/load-config.js';
 import { TributaryError } from '../core/errors.js';
-import type { Finding, SourceConnector, TableSelection } from '../core/ports.js';
+import type { ConnectionDirectory, Finding, SourceConnector, TableSelection } from '../core/ports.js';
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
 import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
 import { DuckDb } from '../engine/duckdb.js';
@@ -18,7 +18,7 @@ import { type CaptureReport, capture } from '../pipeline/capture.js';
 import type { Logger } from '../pipeline/logger.js';
 import { acquireRunLock } from '../pipeline/run-lock.js';
 import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';
-import { SecretStore, tributaryHome } from '../secrets/secret-store.js';
+import { parseSecretReference, SecretStore, tributaryHome } from '../secrets/secret-store.js';
 import { MySqlSource } from '../sources/mysql/mysql-source.js';
 import { StagingVolume } from '../staging/staging-volume.js';
 
@@ -339,4 +339,42 @@ async function gatewayProgress(
     }
   }
   return progress;
+}
+
+/** The configured connections for `tributary sql` (DESCRIBE CONNECTION, SHOW TABLES ... USING CONNECTION). */
+export function connectionDirectory(config: TributaryConfig): ConnectionDirectory {
+  const connection = (name: string): ConnectionConfig => {
+    const c = config.connections[name];
+    if (!c) throw new TributaryError('INTERNAL', `connection ${name} not checked`);
+    return c;
+  };
+  return {
+    names: () => Object.keys(config.connections).sort(),
+    describe(name) {
+      const c = connection(name);
+      const reference = parseSecretReference(c.password);
+      const gateways = Object.values(config.gateways).filter((g) => g.connection === name);
+      return [
+        { key: 'Connection Name', value: c.name },
+        { key: 'Connection Type', value: c.type.toUpperCase() },
+        { key: 'Credential Type', value: 'USERNAME_PASSWORD' },
+        { key: 'Host', value: c.host },
+        { key: 'Port', value: String(c.port) },
+        { key: 'User', value: c.user },
+        // The reference says where the password lives; the password itself is never resolved here.
+        { key: 'Password', value: reference ? `secret ${reference.scope}/${reference.key}` : '(not set)' },
+        { key: 'Gateways', value: gateways.map((g) => g.name).join(', ') },
+        { key: 'Config', value: config.configPath },
+      ];
+    },
+    async tableNames(name, schema, signal) {
+      const c = connection(name);
+      const gateway = Object.values(config.gateways).find((g) => g.connection === name);
+      await using source = await openConnectionSource(
+        c,
+        gateway?.server_id ?? defaultServerId(gateway?.name ?? name),
+      );
+      return source.tableNames(schema, signal);
+    },
+  };
 }

@@ -84,6 +84,9 @@ export interface SourceConnector extends AsyncDisposable {
   /** Resolves the selection to table schemas, with Delta types and primary keys. Fails on unknown tables. */
   listTables(selection: TableSelection, signal: AbortSignal): Promise<readonly TableSchema[]>;
 
+  /** Names of the base tables of one source schema (`SHOW TABLES IN <db> USING CONNECTION`). */
+  tableNames(schema: string, signal: AbortSignal): Promise<readonly string[]>;
+
   /** The source's current log position: what a catch-up run reads up to. */
   readHead(signal: AbortSignal): Promise<Position>;
 
@@ -100,4 +103,17 @@ export interface SourceConnector extends AsyncDisposable {
    * TributaryError with retry `resnapshot` when the log at `from` is gone.
    */
   stream(from: Position, options: StreamOptions): AsyncIterable<ChangeBatch>;
+}
+
+/**
+ * The configured connections, as `tributary sql` sees them (`DESCRIBE CONNECTION`, `SHOW TABLES ... USING
+ * CONNECTION`). Supplied by the composition root; the SQL engine never opens a source itself.
+ */
+export interface ConnectionDirectory {
+  /** Connection names, sorted. */
+  names(): readonly string[];
+  /** Key/value facts about a connection. Never a password: a secret reference is described, not resolved. */
+  describe(name: string): ReadonlyArray<{ readonly key: string; readonly value: string }>;
+  /** The base tables of `schema` at the connection's source. */
+  tableNames(name: string, schema: string, signal: AbortSignal): Promise<readonly string[]>;
 }

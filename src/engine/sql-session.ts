@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { DuckDBTypeId } from '@duckdb/node-api';
 import { formatTableName, type TableName, type Warehouse } from '../catalog/warehouse.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
+import type { ConnectionDirectory } from '../core/ports.js';
 import { scanSql } from '../delta/scan.js';
 import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
 import { rewriteDatabricksSql } from './databricks-dialect.js';
@@ -33,6 +34,8 @@ const IDENT = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export interface SqlSessionOptions {
   /** The catalog two-part names (`schema.table`) resolve in. */
   defaultCatalog?: string;
+  /** Source connections for `DESCRIBE CONNECTION` and `SHOW TABLES ... USING CONNECTION`. */
+  connections?: ConnectionDirectory;
 }
 
 export class SqlSession implements AsyncDisposable, StatementContext {
@@ -49,10 +52,11 @@ export class SqlSession implements AsyncDisposable, StatementContext {
   private constructor(
     readonly db: DuckDb,
     readonly warehouse: Warehouse,
+    readonly connections: ConnectionDirectory | undefined,
   ) {}
 
   static async open(warehouse: Warehouse, options: SqlSessionOptions = {}): Promise<SqlSession> {
-    const session = new SqlSession(await DuckDb.open(), warehouse);
+    const session = new SqlSession(await DuckDb.open(), warehouse, options.connections);
     if (options.defaultCatalog) await session.use(options.defaultCatalog);
     return session;
   }

@@ -104,6 +104,33 @@ describe('tributary preflight', () => {
     await f.run();
   });
 
+  it('answers the checklist connection statements through tributary sql, without the password', async () => {
+    const tables = await f.sql(`SHOW TABLES IN ${f.db.name} USING CONNECTION src`);
+    expect(tables).toEqual([{ database: f.db.name, tableName: 't', isTemporary: false }]);
+    const described = await f.cli(['sql', 'DESCRIBE CONNECTION src', '--format', 'json']);
+    expect(described.code, described.stderr).toBe(0);
+    const info = Object.fromEntries(
+      (JSON.parse(described.stdout) as Array<{ info_name: string; info_value: string }>).map((r) => [
+        r.info_name,
+        r.info_value,
+      ]),
+    );
+    expect(info).toMatchObject({
+      'Connection Name': 'src',
+      'Connection Type': 'MYSQL',
+      User: f.user,
+      Password: 'secret test/password',
+    });
+    expect(described.stdout).not.toContain(f.password);
+    const unknown = await f.cli(['sql', 'DESCRIBE CONNECTION nope']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("Connection 'nope' does not exist");
+    expect(unknown.stderr).toContain('src');
+    const missingDb = await f.cli(['sql', 'SHOW TABLES IN no_such_db USING CONNECTION src']);
+    expect(missingDb.code).toBe(1);
+    expect(missingDb.stderr).toContain('SOURCE_TABLE_NOT_FOUND');
+  });
+
   it('takes the retention formula inputs from the connection config', async () => {
     await using short = await pipelineFixture({
       prefix: 'pre2',

@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import { connectionDirectory } from '../../app/run-pipeline.js';
 import { Warehouse } from '../../catalog/warehouse.js';
 import { loadConfig } from '../../config/load-config.js';
 import { SqlSession } from '../../engine/sql-session.js';
@@ -37,7 +38,10 @@ export function registerSqlCommand(program: Command, ctx: CliContext): void {
       const warehouse = new Warehouse(config.warehouse);
       const defaultCatalog = opts.catalog ?? defaultCatalogOf(config, await warehouse.listCatalogs());
       const script = statements === '-' ? await readAll(ctx.stdin) : statements;
-      await using session = await SqlSession.open(warehouse, defaultCatalog ? { defaultCatalog } : {});
+      await using session = await SqlSession.open(warehouse, {
+        connections: connectionDirectory(config),
+        ...(defaultCatalog ? { defaultCatalog } : {}),
+      });
       const result = await session.execute(script);
       ctx.stdout.write(renderResult(result, opts.format));
     });

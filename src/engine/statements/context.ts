@@ -3,6 +3,7 @@
  * this folder; `router.ts` picks the handler.
  */
 import type { Warehouse } from '../../catalog/warehouse.js';
+import type { ConnectionDirectory } from '../../core/ports.js';
 import type { Snapshot } from '../../delta/snapshot.js';
 import type { DuckDb } from '../duckdb.js';
 import type { Cursor, TableReference, Temporal } from './cursor.js';
@@ -33,6 +34,8 @@ export const SETTINGS = {
 export interface StatementContext {
   readonly db: DuckDb;
   readonly warehouse: Warehouse;
+  /** The configured source connections, when the session was opened with a config. */
+  readonly connections: ConnectionDirectory | undefined;
   /** `SET` values, by lower-cased key. */
   readonly settings: Map<string, string>;
   /**

@@ -3,6 +3,7 @@
  * anything not recognised is a query for DuckDB (`StatementContext.query`), after the Databricks rewrite.
  */
 import { alterTablePropertiesRoute } from './alter-table-properties.js';
+import { describeConnectionRoute, showTablesUsingConnectionRoute } from './connections.js';
 import type { QueryResult, Route, StatementContext } from './context.js';
 import { Cursor } from './cursor.js';
 import { describeDetailRoute } from './describe-detail.js';
@@ -17,6 +18,8 @@ import { useRoute } from './use.js';
 import { vacuumRoute } from './vacuum.js';
 
 export const ROUTES: readonly Route[] = [
+  describeConnectionRoute,
+  showTablesUsingConnectionRoute,
   describeHistoryRoute,
   describeDetailRoute,
   optimizeRoute,

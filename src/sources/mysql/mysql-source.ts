@@ -75,6 +75,30 @@ export class MySqlSource implements SourceConnector {
     }
   }
 
+  async tableNames(schema: string, signal: AbortSignal): Promise<readonly string[]> {
+    signal.throwIfAborted();
+    const schemas = await this.#query(
+      'SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?',
+      [schema],
+      'listing databases',
+    );
+    if (schemas.length === 0) {
+      throw new TributaryError(
+        'SOURCE_TABLE_NOT_FOUND',
+        `The source database "${schema}" does not exist or is not visible to user "${this.#endpoint.user}".`,
+        {
+          hint: `Check the name, and GRANT SELECT ON ${schema}.* to the CDC user.`,
+        },
+      );
+    }
+    const rows = await this.#query(
+      "SELECT TABLE_NAME AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+      [schema],
+      'listing tables',
+    );
+    return rows.map((r) => String(r['n']));
+  }
+
   async readHead(signal: AbortSignal): Promise<Position> {
     signal.throwIfAborted();
     const rows = await this.#query(
