@@ -3,12 +3,12 @@
  * and the Delta writer, and wires them together. Everything it calls sees only ports.
  */
 import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
 import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config/load-config.js';
 import { resolveConnectionPassword } from '../config/load-config.js';
-import { TributaryError } from '../core/errors.js';
+import { messageOf, TributaryError } from '../core/errors.js';
 import type { ConnectionDirectory, Finding, SourceConnector, TableSelection } from '../core/ports.js';
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
 import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
@@ -169,9 +169,31 @@ async function openConnectionSource(
 ): Promise<SourceConnector> {
   const password = await resolveConnectionPassword(connection, new SecretStore(tributaryHome()));
   return new MySqlSource(
-    { name: connection.name, host: connection.host, port: connection.port, user: connection.user, password },
+    {
+      name: connection.name,
+      host: connection.host,
+      port: connection.port,
+      user: connection.user,
+      password,
+      ...(await tlsOf(connection)),
+    },
     { serverId },
   );
+}
+
+async function tlsOf(connection: ConnectionConfig) {
+  const ssl = connection.ssl;
+  if (!ssl || ssl.mode === 'disabled') return {};
+  if (ssl.ca === undefined) return { tls: { mode: ssl.mode } };
+  try {
+    return { tls: { mode: ssl.mode, ca: await readFile(ssl.ca, 'utf8') } };
+  } catch (error) {
+    throw new TributaryError(
+      'CONFIG_INVALID',
+      `connections.${connection.name}.ssl.ca: cannot read ${ssl.ca}: ${messageOf(error)}`,
+      { hint: 'Point ssl.ca at the PEM file of the authority that signed the server certificate.' },
+    );
+  }
 }
 
 function readinessContext(

@@ -164,6 +164,14 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
       port: c.port ?? DEFAULT_MYSQL_PORT,
       user: c.user,
       password: c.password,
+      ...(c.ssl === undefined
+        ? {}
+        : {
+            ssl: {
+              mode: c.ssl.mode,
+              ...(c.ssl.ca === undefined ? {} : { ca: resolvePath(c.ssl.ca, dirname(configPath)) }),
+            },
+          }),
       retention_policy: {
         max_downtime_hours: c.retention_policy?.max_downtime_hours ?? 12,
         max_pipeline_duration_hours: c.retention_policy?.max_pipeline_duration_hours ?? 1,

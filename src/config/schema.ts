@@ -116,6 +116,15 @@ const connection = z.strictObject({
   user: z.string().min(1, { error: 'must not be empty' }),
   // Whether it is a reference (rather than plain text) is checked in load-config.ts, which must not echo it.
   password: z.string(),
+  ssl: z
+    .strictObject({
+      mode: z.enum(['disabled', 'required', 'verify_ca', 'verify_identity'], {
+        error:
+          'must be disabled, required, verify_ca or verify_identity (verify_identity is what PostgreSQL calls verify-full)',
+      }),
+      ca: z.string().min(1, { error: 'must name a PEM file' }).optional(),
+    })
+    .optional(),
   retention_policy: z
     .strictObject({
       max_downtime_hours: z
@@ -215,6 +224,12 @@ export interface ConnectionConfig {
    * defaults (12 h, 1 h, 11 h) give the checklist's recommended 48 h.
    */
   retention_policy: { max_downtime_hours: number; max_pipeline_duration_hours: number; buffer_hours: number };
+  /**
+   * TLS to the source, as MySQL's ssl-mode: `required` encrypts without checking the certificate, `verify_ca`
+   * also checks it against `ca`, `verify_identity` (PostgreSQL's verify-full) also checks the host name or IP.
+   * `ca` is an absolute path (resolved against the config file's directory). Absent: no TLS.
+   */
+  ssl?: { mode: 'disabled' | 'required' | 'verify_ca' | 'verify_identity'; ca?: string };
 }
 
 export interface GatewayConfig {

@@ -38,6 +38,10 @@ export const ERROR_CODES = {
   },
   PIPELINE_NOT_FOUND: { retry: 'fatal', doc: 'The named pipeline is not defined in the configuration.' },
   SOURCE_UNREACHABLE: { retry: 'transient', doc: 'The source database cannot be reached over the network.' },
+  SOURCE_TLS_FAILED: {
+    retry: 'fatal',
+    doc: 'The TLS handshake with the source failed or its certificate was not trusted.',
+  },
   SOURCE_AUTH_FAILED: { retry: 'fatal', doc: 'The source database rejected the user name or password.' },
   SOURCE_PRIVILEGE_MISSING: { retry: 'fatal', doc: 'The CDC user lacks a privilege that capture needs.' },
   SOURCE_MISCONFIGURED: {

@@ -13,7 +13,7 @@ import type { StreamOptions } from '../../core/ports.js';
 import type { Position } from '../../core/position.js';
 import { type Row, type TableId, tableKey } from '../../core/table.js';
 import { decodeBinlogPosition, encodeBinlogPosition } from './binlog-position.js';
-import { classifyMySqlError, driverOptions, type MySqlEndpoint } from './connect.js';
+import { classifyMySqlError, driverOptions, type MySqlEndpoint, verifyPeerIdentity } from './connect.js';
 
 const HIGH_WATER = 20_000;
 const LOW_WATER = 2_000;
@@ -73,6 +73,17 @@ export async function* readBinlog(
   zongji.on('error', (error: unknown) => {
     queue.push({ error });
     notify();
+  });
+  // An IP host under verify_identity is checked on both of zongji's connections before any event is used;
+  // a mismatch is queued ahead of every event, so nothing from an unverified peer is staged.
+  zongji.on('ready', () => {
+    try {
+      verifyPeerIdentity(zongji.ctrlConnection, endpoint);
+      verifyPeerIdentity(zongji.connection, endpoint);
+    } catch (error) {
+      queue.unshift({ error });
+      notify();
+    }
   });
   const onAbort = () => notify();
   options.signal.addEventListener('abort', onAbort);
