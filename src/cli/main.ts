@@ -9,6 +9,7 @@ import { registerPreflightCommand } from './commands/preflight.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSqlCommand } from './commands/sql.js';
+import { registerStatusCommand } from './commands/status.js';
 import type { CliContext } from './context.js';
 
 export const VERSION = '0.1.0';
@@ -27,6 +28,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerPreflightCommand(program, ctx);
   registerRunCommand(program, ctx);
   registerSqlCommand(program, ctx);
+  registerStatusCommand(program, ctx);
   registerSecretsCommand(program, { stdin: ctx.stdin, stdout: ctx.stdout });
   return program;
 }
