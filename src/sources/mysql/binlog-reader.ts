@@ -189,7 +189,7 @@ export function truncatedTable(
   return captured.has(tableKey(id)) ? id : undefined;
 }
 
-function classifyBinlogError(error: unknown, endpoint: MySqlEndpoint, from: Position): TributaryError {
+export function classifyBinlogError(error: unknown, endpoint: MySqlEndpoint, from: Position): TributaryError {
   const e = error as { errno?: number; message?: string };
   if (
     e?.errno === 1236 ||
@@ -199,7 +199,7 @@ function classifyBinlogError(error: unknown, endpoint: MySqlEndpoint, from: Posi
       'SOURCE_HISTORY_LOST',
       `The binlog at the saved position ${from} is no longer on the source of connection "${endpoint.name}": ${e?.message ?? ''}`,
       {
-        hint: 'The server purged it before Tributary read it. Raise binlog_expire_logs_seconds (the checklist recommends 48-72 h), then take a new snapshot.',
+        hint: 'The server purged it before Tributary read it, so the changes in it can only be recovered by a new snapshot (full refresh): stop the pipeline, remove the gateway directory in the staging volume and the bronze tables, and run again. Raise binlog_expire_logs_seconds (the checklist recommends 48-72 h) so it does not happen again.',
         cause: error,
       },
     );

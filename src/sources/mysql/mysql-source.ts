@@ -16,8 +16,8 @@ import type {
 } from '../../core/ports.js';
 import type { Position } from '../../core/position.js';
 import type { TableSchema } from '../../core/table.js';
-import { encodeBinlogPosition } from './binlog-position.js';
-import { readBinlog } from './binlog-reader.js';
+import { decodeBinlogPosition, encodeBinlogPosition } from './binlog-position.js';
+import { classifyBinlogError, readBinlog } from './binlog-reader.js';
 import { classifyMySqlError, type MySqlEndpoint, openConnection } from './connect.js';
 import { runPreflight } from './preflight.js';
 import { readTableSchemas } from './schema-reader.js';
@@ -123,8 +123,22 @@ export class MySqlSource implements SourceConnector {
     return readSnapshot(this.#endpoint, tables, options);
   }
 
-  stream(from: Position, options: StreamOptions): AsyncIterable<ChangeBatch> {
-    return readBinlog(this.#endpoint, from, { ...options, serverId: this.#serverId });
+  async *stream(from: Position, options: StreamOptions): AsyncIterable<ChangeBatch> {
+    // A purged start file is checked up front (the dump would also fail, with error 1236) so the error is
+    // immediate, comes before any replication connection, and names the oldest file that is left.
+    const { file } = decodeBinlogPosition(from);
+    const logs = await this.#query('SHOW BINARY LOGS', [], 'listing binary logs (SHOW BINARY LOGS)');
+    if (!logs.some((l) => String(l['Log_name']) === file)) {
+      const oldest = logs[0] ? String(logs[0]['Log_name']) : 'none';
+      throw classifyBinlogError(
+        Object.assign(new Error(`binlog file ${file} was purged (oldest remaining: ${oldest})`), {
+          errno: 1236,
+        }),
+        this.#endpoint,
+        from,
+      );
+    }
+    yield* readBinlog(this.#endpoint, from, { ...options, serverId: this.#serverId });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
