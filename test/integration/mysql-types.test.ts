@@ -12,12 +12,12 @@ const DDL = `CREATE TABLE typed (
   id INT PRIMARY KEY,
   u64 BIGINT UNSIGNED, i64 BIGINT, tiny TINYINT, utiny TINYINT UNSIGNED, u32 INT UNSIGNED,
   dec38 DECIMAL(38,10), dec10 DECIMAL(10,2), f FLOAT, d DOUBLE,
-  dt DATETIME(6), dd DATE, tm TIME(3), yr YEAR,
+  dt DATETIME(6), ts TIMESTAMP(6) NULL, dd DATE, tm TIME(3), yr YEAR,
   s VARCHAR(50), txt TEXT, e ENUM('a','b'), st SET('x','y'), j JSON,
   bin VARBINARY(10), bits BIT(5)
 ) CHARACTER SET utf8mb4`;
 
-const INSERT = 'INSERT INTO typed VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+const INSERT = 'INSERT INTO typed VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
 
 function row(id: number): unknown[] {
   return [
@@ -31,6 +31,8 @@ function row(id: number): unknown[] {
     '-99999999.99',
     1.5,
     0.1,
+    '2024-02-29 23:59:59.999999',
+    // A TIMESTAMP is an instant: written in a +05:30 session, this is 18:29:59.999999 UTC.
     '2024-02-29 23:59:59.999999',
     '1999-12-31',
     '-838:59:59.000',
@@ -48,7 +50,7 @@ function row(id: number): unknown[] {
 /** Bronze values as text, so the comparison is exact. */
 const SELECT = `SELECT id, CAST(u64 AS VARCHAR) AS u64, CAST(i64 AS VARCHAR) AS i64, tiny, utiny, CAST(u32 AS VARCHAR) AS u32,
   CAST(dec38 AS VARCHAR) AS dec38, CAST(dec10 AS VARCHAR) AS dec10, f, d,
-  strftime(dt, '%Y-%m-%d %H:%M:%S.%f') AS dt, CAST(dd AS VARCHAR) AS dd, tm, yr,
+  strftime(dt, '%Y-%m-%d %H:%M:%S.%f') AS dt, strftime(ts, '%Y-%m-%d %H:%M:%S.%f') AS ts, CAST(dd AS VARCHAR) AS dd, tm, yr,
   s, txt, e, st, j, hex(bin) AS bin, hex(bits) AS bits
   FROM bronze.typed ORDER BY id`;
 
@@ -65,6 +67,7 @@ function expected(id: number): Record<string, unknown> {
     f: 1.5,
     d: 0.1,
     dt: '2024-02-29 23:59:59.999999',
+    ts: '2024-02-29 18:29:59.999999',
     dd: '1999-12-31',
     tm: '-838:59:59.000',
     yr: 2024,
@@ -80,6 +83,7 @@ function expected(id: number): Record<string, unknown> {
 
 const NULLS = {
   u64: null,
+  ts: null,
   i64: null,
   tiny: null,
   utiny: null,
@@ -108,6 +112,8 @@ describe('MariaDB types into Delta', () => {
     f = await pipelineFixture({
       prefix: 'types',
       setup: async (conn) => {
+        // The source session is not in UTC, and neither is Tributary's process (see run below).
+        await conn.query("SET time_zone = '+05:30'");
         await conn.query(DDL);
         await conn.query(INSERT, row(1));
         await conn.query('INSERT INTO typed (id) VALUES (2)');
@@ -120,7 +126,8 @@ describe('MariaDB types into Delta', () => {
   });
 
   it('maps each column to the Delta type that holds it exactly', async () => {
-    await f.run();
+    const r = await f.cli(['run', 'p', '--once'], { env: { TZ: 'America/New_York' } });
+    expect(r.code, r.stderr).toBe(0);
     const snapshot = await loadSnapshot(join(f.dir, 'lakehouse', 'retail_analytics', 'bronze', 'typed'));
     const types = Object.fromEntries(snapshot.schema.fields.map((c) => [c.name, c.type]));
     expect(types).toEqual({
@@ -135,6 +142,7 @@ describe('MariaDB types into Delta', () => {
       f: 'float',
       d: 'double',
       dt: 'timestamp',
+      ts: 'timestamp',
       dd: 'date',
       tm: 'string',
       yr: 'integer',
@@ -162,7 +170,8 @@ describe('MariaDB types into Delta', () => {
     ]);
     await f.conn.query('UPDATE typed SET u64 = 0, dec38 = -0.0000000001 WHERE id = 1');
     await f.conn.query('DELETE FROM typed WHERE id = 2');
-    await f.run();
+    const r = await f.cli(['run', 'p', '--once'], { env: { TZ: 'Asia/Tokyo' } });
+    expect(r.code, r.stderr).toBe(0);
     expect(await f.sql(SELECT)).toEqual([
       { ...expected(1), u64: '0', dec38: '-0.0000000001' },
       { id: 3, ...NULLS },
