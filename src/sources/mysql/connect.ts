@@ -81,6 +81,10 @@ export function verifyPeerIdentity(coreConnection: unknown, endpoint: MySqlEndpo
       },
     );
   }
+  // A resumed TLS session carries no certificate to check. mysql2 resumes only sessions of the same TLS
+  // settings and peer, and every connection that opens such a session is checked here first (zongji's two
+  // connections are checked together, before any event is used), so the peer was verified.
+  if (stream.isSessionReused()) return;
   const mismatch = checkServerIdentity(endpoint.host, stream.getPeerCertificate(true));
   if (mismatch) {
     throw new TributaryError(
