@@ -1,18 +1,45 @@
 /**
- * Applies staged changes to a Delta table by copy-on-write, and returns the actions of the commit.
+ * Applies staged changes to a bronze Delta table and returns the actions of the commit.
  *
  * Within the batch, the last change per primary key wins, in source order (segment, then position within
- * the segment); DuckDB's own MERGE does not promise that. Only files that hold a changed key are
- * rewritten; every other file stays as it is.
+ * the segment); DuckDB's own MERGE does not promise that.
+ *
+ * Two ways to retire the old version of a changed row, chosen by the table:
+ * - **copy-on-write** (default): every file holding a changed key is rewritten without it;
+ * - **merge-on-read** when `delta.enableDeletionVectors=true` and the protocol supports `deletionVectors`:
+ *   the old rows are marked in a deletion vector and their files stay, so a batch costs the changed rows and
+ *   the key columns of the files that may hold them, not whole files.
+ * Either way the upserts go into one new data file, and files are narrowed first by the min/max of the key
+ * in `add.stats`. Existing rows are always read through the scan layer, so rows an earlier DV deleted (ours
+ * or another engine's) never come back.
  */
 import { mkdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TributaryError } from '../core/errors.js';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { messageOf, TributaryError } from '../core/errors.js';
 import type { TableSchema } from '../core/table.js';
-import type { Action, AddFile, RemoveFile } from '../delta/actions.js';
-import { DEFAULT_PROTOCOL, newDataFileName, newTableMetadata } from '../delta/commit.js';
+import type {
+  Action,
+  AddFile,
+  DeletionVectorDescriptor,
+  Metadata,
+  Protocol,
+  RemoveFile,
+} from '../delta/actions.js';
+import { newDataFileName, newTableMetadata } from '../delta/commit.js';
+import {
+  readdWithDeletionVector,
+  removeFileAction,
+  unionRowIndexSets,
+  writeDeletionVectors,
+} from '../delta/deletion-vector-writer.js';
+import { readDeletionVector } from '../delta/deletion-vectors.js';
+import { RowIndexSet } from '../delta/roaring.js';
+import { buildScanSql, layoutOf, type ScanFile, type TableLayout } from '../delta/scan.js';
 import { type StructField, type StructType, schemaString } from '../delta/schema.js';
 import type { Snapshot } from '../delta/snapshot.js';
+import { isFeatureSupported, protocolFor } from '../delta/table-features.js';
+import { isEnabled } from '../delta/table-properties.js';
 import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from '../engine/duckdb.js';
 import { duckDbTypeFor } from '../engine/duckdb-types.js';
 import { computeFileStats } from '../engine/file-stats.js';
@@ -31,6 +58,12 @@ export interface MergeInput {
   readonly stagedColumns: ReadonlySet<string>;
   /** Replace the table's contents (the batch starts with a fresh snapshot of the table). */
   readonly overwrite: boolean;
+  /**
+   * Table properties (`metaData.configuration`) of a table this merge creates; ignored when the table
+   * exists, whose own properties decide. `{'delta.enableDeletionVectors': 'true'}` makes it a merge-on-read
+   * table (protocol reader 3 / writer 7 with `deletionVectors`).
+   */
+  readonly tableProperties?: Readonly<Record<string, string>> | undefined;
 }
 
 export interface MergeMetrics {
@@ -42,15 +75,35 @@ export interface MergeMetrics {
   readonly outputRows: number;
 }
 
+/** Deletion vector bookkeeping of one merge, named after Spark's MERGE metrics. */
+export interface DeletionVectorMetrics {
+  /** Files that had no DV and got one (`numTargetDeletionVectorsAdded`). */
+  readonly added: number;
+  /** Files whose DV was replaced by a larger one (`numTargetDeletionVectorsUpdated`). */
+  readonly updated: number;
+  /** DVs that left the table with their file (`numTargetDeletionVectorsRemoved`). */
+  readonly removed: number;
+}
+
 export interface MergePlan {
   readonly actions: Action[];
   readonly operation: 'WRITE' | 'MERGE';
   readonly operationParameters: Record<string, unknown>;
   readonly metrics: MergeMetrics;
+  readonly deletionVectors: DeletionVectorMetrics;
+  /**
+   * `add.path` of the files whose rows the plan read (after pruning by key statistics); the rest of the
+   * table was judged by its statistics alone. The read set for conflict checking.
+   */
+  readonly readFiles: readonly string[];
 }
 
 const FILE_COLUMN = '_tributary_file';
-let tempCounter = 0;
+/** The scan's extra columns in the locate step; the prefix keeps them clear of source column names. */
+const FILE_ID = '__tributary_file_id';
+const ROW_INDEX = '__tributary_row_index';
+/** Concurrent DV file reads while loading the DVs of the files to scan. */
+const DV_LOAD_CONCURRENCY = 16;
 
 function typeOf(field: StructField): string {
   if (typeof field.type !== 'string') {
@@ -72,15 +125,47 @@ function fromStaged(field: StructField, present: boolean): string {
   return `CAST(${c} AS ${duckDbTypeFor(type)})`;
 }
 
+/**
+ * A private connection: its temporary tables (the change set, and the DV row sets the scan layer creates
+ * and keeps for the life of a connection) go away when the merge ends, instead of piling up on the
+ * process's shared connection over a long `tributary run`.
+ */
+class Session {
+  constructor(readonly connection: DuckDBConnection) {}
+
+  async run(sql: string): Promise<void> {
+    try {
+      await this.connection.run(sql);
+    } catch (error) {
+      throw new TributaryError('SQL_ERROR', messageOf(error), { cause: error });
+    }
+  }
+
+  async rows(sql: string): Promise<Record<string, unknown>[]> {
+    try {
+      const reader = await this.connection.runAndReadAll(sql);
+      return reader.getRowObjectsJson() as Record<string, unknown>[];
+    } catch (error) {
+      throw new TributaryError('SQL_ERROR', messageOf(error), { cause: error });
+    }
+  }
+}
+
 export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePlan> {
   const incoming = bronzeSchema(input.source);
+  const snapshot = input.snapshot;
   const actions: Action[] = [];
   let schema: StructType;
-  if (input.snapshot === null) {
+  let protocol: Protocol;
+  let metadata: Metadata;
+  if (snapshot === null) {
     schema = incoming;
-    actions.push({ protocol: { ...DEFAULT_PROTOCOL } }, { metaData: newTableMetadata(schema) });
+    const configuration = { ...(input.tableProperties ?? {}) };
+    protocol = protocolFor(configuration, schema);
+    metadata = newTableMetadata(schema, { configuration });
+    actions.push({ protocol }, { metaData: metadata });
   } else {
-    const evolved = evolveSchema(input.snapshot.schema, incoming);
+    const evolved = evolveSchema(snapshot.schema, incoming);
     if (evolved.conflicts.length > 0) {
       throw new TributaryError(
         'SOURCE_SCHEMA_CHANGED',
@@ -89,97 +174,144 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
       );
     }
     schema = evolved.schema;
+    protocol = snapshot.protocol;
+    metadata = snapshot.metadata;
     if (evolved.added.length > 0) {
-      actions.push({ metaData: { ...input.snapshot.metadata, schemaString: schemaString(schema) } });
+      actions.push({ metaData: { ...snapshot.metadata, schemaString: schemaString(schema) } });
     }
   }
+  // Property on but feature missing from the protocol: a DV would be refused at commit, so rewrite instead.
+  const mergeOnRead =
+    isEnabled(metadata.configuration, 'delta.enableDeletionVectors') &&
+    isFeatureSupported(protocol, 'deletionVectors');
 
   const fields = schema.fields;
   const pk = input.source.primaryKey;
+  const keyFields = pk.map((k) => {
+    const field = fields.find((f) => f.name === k);
+    if (!field)
+      throw new TributaryError('INTERNAL', `primary key column ${k} missing from the bronze schema`);
+    return field;
+  });
   const pkList = pk.map(q).join(', ');
-  const id = ++tempCounter;
-  const chg = `_chg_${id}`;
   const staged = `[${input.stagedFiles.map(quoteDuckString).join(', ')}]`;
   const typed = fields.map((f) =>
     f.name === COMMIT_TIMESTAMP_COLUMN
       ? `make_timestamp(${COMMIT_US_COLUMN})::TIMESTAMPTZ AS ${q(f.name)}`
       : `${fromStaged(f, input.stagedColumns.has(f.name))} AS ${q(f.name)}`,
   );
-  const typedKey = pk.map((k) => {
-    const field = fields.find((f) => f.name === k);
-    if (!field)
-      throw new TributaryError('INTERNAL', `primary key column ${k} missing from the bronze schema`);
-    return fromStaged(field, true);
-  });
+  const typedKey = keyFields.map((f) => fromStaged(f, true));
   const cols = fields.map((f) => q(f.name)).join(', ');
 
-  await db.run(
-    `CREATE OR REPLACE TEMP TABLE ${chg} AS
-     SELECT ${typed.join(', ')}, ${OP_COLUMN}
-       FROM read_parquet(${staged}, union_by_name = true, filename = '${FILE_COLUMN}')
-     QUALIFY row_number() OVER (PARTITION BY ${typedKey.join(', ')} ORDER BY ${FILE_COLUMN} DESC, ${ORD_COLUMN} DESC) = 1`,
-  );
-
+  const connection = await db.instance.connect();
+  const session = new Session(connection);
   try {
-    const existing = input.snapshot?.files ?? [];
-    const byPath = new Map(existing.map((a) => [input.snapshot?.dataFilePath(a) ?? a.path, a]));
-    let removed: AddFile[] = [];
-    let keptSql: string | null = null;
-    let inserted = 0;
-    let updated = 0;
-    let deleted = 0;
+    // Per connection: staged timestamps without an offset must mean UTC here too.
+    await session.run("SET TimeZone = 'UTC'");
+    await session.run(
+      `CREATE TEMP TABLE chg AS
+       SELECT ${typed.join(', ')}, ${OP_COLUMN}
+         FROM read_parquet(${staged}, union_by_name = true, filename = '${FILE_COLUMN}')
+       QUALIFY row_number() OVER (PARTITION BY ${typedKey.join(', ')} ORDER BY ${FILE_COLUMN} DESC, ${ORD_COLUMN} DESC) = 1`,
+    );
 
-    if (input.overwrite || existing.length === 0) {
-      removed = input.overwrite ? [...existing] : [];
-      const counts = await db.rows(`SELECT count(*) FILTER (WHERE ${OP_COLUMN} <> 'd') AS n FROM ${chg}`);
-      inserted = Number(counts[0]?.['n'] ?? 0);
+    const existing = snapshot?.files ?? [];
+    const now = Date.now();
+    const removes: RemoveFile[] = [];
+    const dvAdds: AddFile[] = [];
+    const dvMetrics = { added: 0, updated: 0, removed: 0 };
+    let readFiles: readonly AddFile[] = [];
+    let keptSql: string | null = null;
+    let counts = { inserted: 0, updated: 0, deleted: 0 };
+
+    if (snapshot === null || input.overwrite || existing.length === 0) {
+      for (const add of input.overwrite ? existing : []) {
+        removes.push(removeFileAction(add, now));
+        if (add.deletionVector) dvMetrics.removed++;
+      }
+      const rows = await session.rows(`SELECT count(*) FILTER (WHERE ${OP_COLUMN} <> 'd') AS n FROM chg`);
+      counts.inserted = Number(rows[0]?.['n'] ?? 0);
     } else {
-      const all = `[${[...byPath.keys()].map(quoteDuckString).join(', ')}]`;
-      const hits = await db.rows(
-        `SELECT DISTINCT ${FILE_COLUMN} AS f FROM read_parquet(${all}, union_by_name = true, filename = '${FILE_COLUMN}') t
-          SEMI JOIN ${chg} USING (${pkList})`,
-      );
-      const hitPaths = hits.map((h) => String(h['f']));
-      removed = hitPaths.map((p) => {
-        const add = byPath.get(p);
-        if (!add) throw new TributaryError('INTERNAL', `DuckDB reported a file outside the snapshot: ${p}`);
-        return add;
-      });
-      const oldFields = new Set(input.snapshot?.schema.fields.map((f) => f.name));
-      if (hitPaths.length > 0) {
-        const hitList = `[${hitPaths.map(quoteDuckString).join(', ')}]`;
-        const proj = fields
-          .map((f) =>
-            oldFields.has(f.name) ? q(f.name) : `NULL::${duckDbTypeFor(typeOf(f))} AS ${q(f.name)}`,
-          )
-          .join(', ');
-        keptSql = `SELECT ${proj} FROM read_parquet(${hitList}, union_by_name = true) ANTI JOIN ${chg} USING (${pkList})`;
-        const counts = await db.rows(
-          `WITH old AS (SELECT ${pkList} FROM read_parquet(${hitList}, union_by_name = true))
-           SELECT count(*) FILTER (WHERE c.${OP_COLUMN} <> 'd' AND o.${q(pk[0] as string)} IS NOT NULL) AS updated,
-                  count(*) FILTER (WHERE c.${OP_COLUMN} <> 'd' AND o.${q(pk[0] as string)} IS NULL) AS inserted,
-                  count(*) FILTER (WHERE c.${OP_COLUMN} = 'd' AND o.${q(pk[0] as string)} IS NOT NULL) AS deleted
-             FROM ${chg} c LEFT JOIN old o USING (${pkList})`,
+      // Evolved schema: columns added by this batch read as NULL from the older files.
+      const layout: TableLayout = { ...layoutOf(snapshot), schema };
+      const candidates = await candidateFiles(session, existing, keyFields);
+      readFiles = candidates;
+      // Each candidate's rows deleted so far: the locate scan skips them, and a new DV must keep them.
+      const dvRows = await loadDeletionVectors(snapshot, candidates);
+      const scanFiles = (files: readonly AddFile[], sets: readonly (RowIndexSet | undefined)[]) =>
+        files.map(
+          (add, i): ScanFile => ({
+            path: snapshot.dataFilePath(add),
+            partitionValues: add.partitionValues,
+            rows: sets[i],
+            constants: [String(i)],
+            source: `the log of ${snapshot.tableRoot} at version ${snapshot.version}`,
+          }),
         );
-        updated = Number(counts[0]?.['updated'] ?? 0);
-        inserted = Number(counts[0]?.['inserted'] ?? 0);
-        deleted = Number(counts[0]?.['deleted'] ?? 0);
+
+      // Only the key columns are read: (file, row) of every live row whose key changed.
+      const locate = await buildScanSql(connection, {
+        layout,
+        files: scanFiles(candidates, dvRows),
+        columns: pk,
+        constantColumns: [{ name: FILE_ID, type: 'INTEGER' }],
+        rowIndexColumn: ROW_INDEX,
+      });
+      await session.run(
+        `CREATE TEMP TABLE hits AS SELECT * FROM (${locate}) t SEMI JOIN chg USING (${pkList})`,
+      );
+      counts = await changeCounts(session, pkList);
+
+      if (mergeOnRead) {
+        const hitRows = await rowsByFile(session);
+        const updates: { add: AddFile; rows: RowIndexSet }[] = [];
+        for (const [fileId, rows] of hitRows) {
+          const add = candidates[fileId] as AddFile;
+          const old = dvRows[fileId];
+          const all = old ? unionRowIndexSets(old, rows) : rows;
+          if (all.cardinality >= (await physicalRows(session, snapshot, add))) {
+            // Nothing of the file is left: drop it rather than keep a file that reads as empty.
+            removes.push(removeFileAction(add, now));
+            if (add.deletionVector) dvMetrics.removed++;
+          } else {
+            updates.push({ add, rows: all });
+          }
+        }
+        const written = await writeDeletionVectors(
+          input.tableRoot,
+          updates.map((u) => u.rows),
+        );
+        updates.forEach(({ add }, i) => {
+          removes.push(removeFileAction(add, now));
+          dvAdds.push(readdWithDeletionVector(add, written.descriptors[i] as DeletionVectorDescriptor));
+          if (add.deletionVector) dvMetrics.updated++;
+          else dvMetrics.added++;
+        });
       } else {
-        const counts = await db.rows(`SELECT count(*) FILTER (WHERE ${OP_COLUMN} <> 'd') AS n FROM ${chg}`);
-        inserted = Number(counts[0]?.['n'] ?? 0);
+        const ids = await session.rows(`SELECT DISTINCT ${q(FILE_ID)} AS id FROM hits ORDER BY id`);
+        const hitFiles = ids.map((r) => candidates[Number(r['id'])] as AddFile);
+        const hitSets = ids.map((r) => dvRows[Number(r['id'])]);
+        for (const add of hitFiles) {
+          removes.push(removeFileAction(add, now));
+          if (add.deletionVector) dvMetrics.removed++;
+        }
+        if (hitFiles.length > 0) {
+          const kept = await buildScanSql(connection, { layout, files: scanFiles(hitFiles, hitSets) });
+          keptSql = `SELECT ${cols} FROM (${kept}) k ANTI JOIN chg USING (${pkList})`;
+        }
       }
     }
 
-    const upserts = `SELECT ${cols} FROM ${chg} WHERE ${OP_COLUMN} <> 'd'`;
+    const upserts = `SELECT ${cols} FROM chg WHERE ${OP_COLUMN} <> 'd'`;
     const output = keptSql ? `${keptSql} UNION ALL ${upserts}` : upserts;
     await mkdir(input.tableRoot, { recursive: true });
     const name = newDataFileName();
     const path = join(input.tableRoot, name);
-    const written = await db.rows(
+    const written = await session.rows(
       `COPY (${output}) TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy)`,
     );
     const outputRows = Number(written[0]?.['Count'] ?? 0);
-    const adds: AddFile[] = [];
+    const adds: AddFile[] = [...dvAdds];
     if (outputRows > 0) {
       const info = await stat(path);
       adds.push({
@@ -193,17 +325,10 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
     } else {
       await unlink(path).catch(() => {});
     }
-    const now = Date.now();
-    const removes: RemoveFile[] = removed.map((a) => ({
-      path: a.path,
-      deletionTimestamp: now,
-      dataChange: true,
-      extendedFileMetadata: true,
-      partitionValues: a.partitionValues,
-      size: a.size,
-    }));
     actions.push(...removes.map((remove) => ({ remove })), ...adds.map((add) => ({ add })));
     const merge = !input.overwrite && existing.length > 0;
+    // A DV update removes and re-adds the same path: those are neither new nor gone data files.
+    const dvPaths = new Set(dvAdds.map((a) => a.path));
     return {
       actions,
       operation: merge ? 'MERGE' : 'WRITE',
@@ -211,15 +336,166 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
         ? { predicate: pk.map((k) => `target.${k} = source.${k}`).join(' AND ') }
         : { mode: input.overwrite ? 'Overwrite' : 'Append', partitionBy: [] },
       metrics: {
-        inserted,
-        updated,
-        deleted,
-        filesAdded: adds.length,
-        filesRemoved: removes.length,
+        ...counts,
+        filesAdded: adds.length - dvAdds.length,
+        filesRemoved: removes.filter((r) => !dvPaths.has(r.path)).length,
         outputRows,
       },
+      deletionVectors: dvMetrics,
+      readFiles: readFiles.map((a) => a.path),
     };
   } finally {
-    await db.run(`DROP TABLE IF EXISTS ${chg}`);
+    connection.closeSync();
   }
+}
+
+/** inserted / updated / deleted, by whether each changed key had a live row. */
+async function changeCounts(
+  session: Session,
+  pkList: string,
+): Promise<{ inserted: number; updated: number; deleted: number }> {
+  const rows = await session.rows(
+    `SELECT count(*) FILTER (WHERE c.${OP_COLUMN} <> 'd' AND h.found) AS updated,
+            count(*) FILTER (WHERE c.${OP_COLUMN} <> 'd' AND h.found IS NULL) AS inserted,
+            count(*) FILTER (WHERE c.${OP_COLUMN} = 'd' AND h.found) AS deleted
+       FROM chg c LEFT JOIN (SELECT DISTINCT ${pkList}, true AS found FROM hits) h USING (${pkList})`,
+  );
+  return {
+    inserted: Number(rows[0]?.['inserted'] ?? 0),
+    updated: Number(rows[0]?.['updated'] ?? 0),
+    deleted: Number(rows[0]?.['deleted'] ?? 0),
+  };
+}
+
+/** The hit rows per file, as ranges computed by DuckDB (gaps and islands), so a bulk delete stays small. */
+async function rowsByFile(session: Session): Promise<Map<number, RowIndexSet>> {
+  const ranges = await session.rows(
+    `SELECT f, min(r) AS lo, max(r) + 1 AS hi
+       FROM (SELECT ${q(FILE_ID)} AS f, ${q(ROW_INDEX)} AS r,
+                    ${q(ROW_INDEX)} - row_number() OVER (PARTITION BY ${q(FILE_ID)} ORDER BY ${q(ROW_INDEX)}) AS g
+               FROM hits)
+      GROUP BY f, g ORDER BY f, lo`,
+  );
+  const byFile = new Map<number, [number, number][]>();
+  for (const r of ranges) {
+    const f = Number(r['f']);
+    let list = byFile.get(f);
+    if (!list) {
+      list = [];
+      byFile.set(f, list);
+    }
+    list.push([Number(r['lo']), Number(r['hi'])]);
+  }
+  return new Map([...byFile].map(([f, list]) => [f, RowIndexSet.fromSortedRanges(list)]));
+}
+
+/** Rows physically in a data file: `numRecords` of its stats, else the Parquet footer. */
+async function physicalRows(session: Session, snapshot: Snapshot, add: AddFile): Promise<number> {
+  if (add.stats) {
+    try {
+      const n = (JSON.parse(add.stats) as { numRecords?: unknown }).numRecords;
+      if (typeof n === 'number' && Number.isInteger(n)) return n;
+    } catch {
+      // Unparseable stats: fall through to the footer.
+    }
+  }
+  const rows = await session.rows(
+    `SELECT num_rows AS n FROM parquet_file_metadata(${quoteDuckString(snapshot.dataFilePath(add))})`,
+  );
+  return Number(rows[0]?.['n'] ?? 0);
+}
+
+async function loadDeletionVectors(
+  snapshot: Snapshot,
+  files: readonly AddFile[],
+): Promise<(RowIndexSet | undefined)[]> {
+  const out: (RowIndexSet | undefined)[] = new Array(files.length);
+  let next = 0;
+  const source = `the log of ${snapshot.tableRoot} at version ${snapshot.version}`;
+  const worker = async (): Promise<void> => {
+    while (next < files.length) {
+      const i = next++;
+      const dv = (files[i] as AddFile).deletionVector;
+      out[i] = dv ? await readDeletionVector(snapshot.tableRoot, dv, source) : undefined;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(DV_LOAD_CONCURRENCY, files.length) }, worker));
+  return out;
+}
+
+/** Key types whose `add.stats` bounds can be trusted for pruning (see {@link boundSql}). */
+function prunable(type: string): boolean {
+  if (/^(byte|short|integer|long|date|timestamp|timestamp_ntz|string)$/.test(type)) return true;
+  // Stats decimals come back through a double: exact only up to 15 significant digits.
+  const decimal = /^decimal\((\d+),\s*\d+\)$/.exec(type);
+  return decimal !== null && Number(decimal[1]) <= 15;
+}
+
+/** JSON pointer of a stats entry; `~` and `/` in column names are escaped as RFC 6901 says. */
+function pointer(section: 'minValues' | 'maxValues', column: string): string {
+  return `/${section}/${column.replaceAll('~', '~0').replaceAll('/', '~1')}`;
+}
+
+/**
+ * SQL for one bound of a key column, NULL when the stats cannot bound it. Timestamp stats have millisecond
+ * precision and some writers truncate the max, so the max is widened by 1 ms. Spark truncates string stats
+ * to 32 characters: a truncated min is still a lower bound, but a truncated max (marked by a tie-breaker
+ * character, so longer than 32) is not an upper bound.
+ */
+function boundSql(field: StructField, bound: 'min' | 'max'): string {
+  const type = typeOf(field);
+  const text = `json_extract_string(stats, ${quoteDuckString(pointer(bound === 'min' ? 'minValues' : 'maxValues', field.name))})`;
+  const value = `TRY_CAST(${text} AS ${duckDbTypeFor(type)})`;
+  if (bound === 'max' && (type === 'timestamp' || type === 'timestamp_ntz'))
+    return `${value} + INTERVAL 1 MILLISECOND`;
+  if (bound === 'max' && type === 'string') return `CASE WHEN length(${text}) <= 32 THEN ${value} END`;
+  return value;
+}
+
+/**
+ * The files that may hold a changed key: those whose stats bounds of the key admit at least one key of the
+ * change set (every key column with usable bounds must fit), plus every file the stats cannot judge. The
+ * test is a range join in DuckDB over (files × changed keys), so it costs the log's size and the batch's,
+ * never a data file read.
+ */
+async function candidateFiles(
+  session: Session,
+  files: readonly AddFile[],
+  keyFields: readonly StructField[],
+): Promise<readonly AddFile[]> {
+  const first = keyFields[0];
+  if (files.length === 0 || first === undefined || !prunable(typeOf(first))) return files;
+  await session.run('CREATE TEMP TABLE file_stats (file_id INTEGER, stats VARCHAR)');
+  const appender = await session.connection.createAppender('file_stats', 'main', 'temp');
+  try {
+    files.forEach((add, i) => {
+      appender.appendInteger(i);
+      if (add.stats) appender.appendVarchar(add.stats);
+      else appender.appendNull();
+      appender.endRow();
+    });
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
+  }
+  const usable = keyFields.filter((f) => prunable(typeOf(f)));
+  const bounds = usable.flatMap((f, i) => [
+    `${boundSql(f, 'min')} AS lo${i}`,
+    `${boundSql(f, 'max')} AS hi${i}`,
+  ]);
+  const rest = usable
+    .slice(1)
+    .map(
+      (f, j) =>
+        ` AND (b.lo${j + 1} IS NULL OR c.${q(f.name)} >= b.lo${j + 1}) AND (b.hi${j + 1} IS NULL OR c.${q(f.name)} <= b.hi${j + 1})`,
+    )
+    .join('');
+  const rows = await session.rows(
+    `WITH b AS (SELECT file_id, ${bounds.join(', ')} FROM file_stats)
+     SELECT file_id FROM b WHERE lo0 IS NULL OR hi0 IS NULL
+     UNION
+     SELECT b.file_id FROM b JOIN chg c ON c.${q(first.name)} BETWEEN b.lo0 AND b.hi0${rest}
+     ORDER BY file_id`,
+  );
+  return rows.map((r) => files[Number(r['file_id'])] as AddFile);
 }

@@ -250,6 +250,11 @@ export interface ScanPlan {
   readonly partitionTimeZone?: string | undefined;
   /** `exclude` (default): drop each file's `rows`/DV rows. `keep`: return only each file's `rows`. */
   readonly rowMode?: 'exclude' | 'keep';
+  /**
+   * When set, one more output column (last) of this name holds each row's 0-based position in its data file
+   * (BIGINT), the index deletion vectors use: a writer that deletes rows by DV needs it.
+   */
+  readonly rowIndexColumn?: string | undefined;
   readonly signal?: AbortSignal | undefined;
 }
 
@@ -500,6 +505,7 @@ export async function buildScanSql(connection: DuckDBConnection, plan: ScanPlan)
     ...fields.map((f) => f.name),
     ...fileColumns.map((c) => c.name),
     ...constantColumns.map((c) => c.name),
+    ...(plan.rowIndexColumn === undefined ? [] : [plan.rowIndexColumn]),
   ];
   if (outputNames.length === 0) {
     // DuckDB has no zero-column relations (Databricks creates schema-less tables, e.g. DLT setup).
@@ -516,6 +522,7 @@ export async function buildScanSql(connection: DuckDBConnection, plan: ScanPlan)
       ...fields.map((f) => `CAST(NULL AS ${duckdbType(f.type)})`),
       ...fileColumns.map((c) => `CAST(NULL AS ${c.type})`),
       ...constantColumns.map((c) => `CAST(NULL AS ${c.type})`),
+      ...(plan.rowIndexColumn === undefined ? [] : ['CAST(NULL AS BIGINT)']),
     ].map((expr, i) => `${expr} AS ${sqlIdentifier(outputNames[i] as string)}`);
     return `SELECT ${cols.join(', ')} WHERE false`;
   }
@@ -572,7 +579,7 @@ export async function buildScanSql(connection: DuckDBConnection, plan: ScanPlan)
   for (const segment of segments) {
     const source = readParquet(
       segment.files.map((f) => f.file.path),
-      rowTable !== undefined,
+      rowTable !== undefined || plan.rowIndexColumn !== undefined,
     );
     const described = await describeErrors(
       layout,
@@ -602,6 +609,7 @@ export async function buildScanSql(connection: DuckDBConnection, plan: ScanPlan)
         return column ? `CAST(d.${sqlIdentifier(column.name)} AS ${c.type})` : `CAST(NULL AS ${c.type})`;
       }),
       ...constantColumns.map((_, i) => `p.c${i}`),
+      ...(plan.rowIndexColumn === undefined ? [] : ['d.file_row_number']),
     ].map((expr, i) => `${expr} AS ${sqlIdentifier(outputNames[i] as string)}`);
     let from = `${source} AS d JOIN p ON p.file = d.${FILE_COLUMN} AND p.layer = ${segment.layer}`;
     if (rowTable !== undefined) {
