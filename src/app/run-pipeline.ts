@@ -116,10 +116,12 @@ function targetsOf(
         table: o.table.destination_table,
       };
       const sourceKey = tableKey({ schema: o.table.source_schema, table: o.table.source_table });
+      const properties = o.table.table_configuration.table_properties;
       targets.set(sourceKey, {
         sourceKey,
         destination: formatTableName(name),
         tableRoot: warehouse.tablePath(name),
+        ...(properties ? { tableProperties: properties } : {}),
       });
     } else {
       if (o.schema.table_configuration.scd_type !== 'SCD_TYPE_1') {
@@ -145,10 +147,12 @@ function targetsOf(
           schema: o.schema.destination_schema,
           table: t.id.table,
         };
+        const properties = o.schema.table_configuration.table_properties;
         targets.set(sourceKey, {
           sourceKey,
           destination: formatTableName(name),
           tableRoot: warehouse.tablePath(name),
+          ...(properties ? { tableProperties: properties } : {}),
         });
       }
     }

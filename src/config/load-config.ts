@@ -234,6 +234,7 @@ function tableConfiguration(
         primary_keys?: string[] | undefined;
         include_columns?: string[] | undefined;
         exclude_columns?: string[] | undefined;
+        table_properties?: Record<string, string> | undefined;
       }
     | undefined,
 ): TableConfiguration {
@@ -242,6 +243,7 @@ function tableConfiguration(
     ...(c?.primary_keys === undefined ? {} : { primary_keys: c.primary_keys }),
     ...(c?.include_columns === undefined ? {} : { include_columns: c.include_columns }),
     ...(c?.exclude_columns === undefined ? {} : { exclude_columns: c.exclude_columns }),
+    ...(c?.table_properties === undefined ? {} : { table_properties: c.table_properties }),
   };
 }
 

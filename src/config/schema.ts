@@ -37,9 +37,20 @@ const columnList = z.array(z.string().min(1, { error: 'a column name must not be
 
 const scdType = z.enum(['SCD_TYPE_1', 'SCD_TYPE_2'], { error: 'must be SCD_TYPE_1 or SCD_TYPE_2' });
 
+const tableProperties = z.record(
+  z
+    .string()
+    .regex(/^[A-Za-z0-9_.]+$/, { error: 'must be a property name such as delta.enableDeletionVectors' }),
+  z.string({ error: 'expected a string value, e.g. "true"' }),
+  {
+    error: 'expected a map of Delta table properties',
+  },
+);
+
 const tableConfiguration = z
   .strictObject({
     scd_type: scdType.optional(),
+    table_properties: tableProperties.optional(),
     primary_keys: columnList.min(1, { error: 'must list at least one column' }).optional(),
     include_columns: columnList.min(1, { error: 'must list at least one column' }).optional(),
     exclude_columns: columnList.optional(),
@@ -58,6 +69,7 @@ const tableConfiguration = z
 /** Per-table options apply to one table; on a whole schema they would apply to tables that differ. */
 const schemaTableConfiguration = z.strictObject({
   scd_type: scdType.optional(),
+  table_properties: tableProperties.optional(),
 });
 
 const tableObject = z.strictObject({
@@ -180,6 +192,12 @@ export type ScdType = z.output<typeof scdType>;
 export interface TableConfiguration {
   /** Defaults to SCD_TYPE_1. */
   scd_type: ScdType;
+  /**
+   * Delta table properties set when the bronze table is created, e.g. `delta.enableDeletionVectors: "true"`
+   * (merge-on-read apply) or `delta.autoOptimize.autoCompact: "true"`. Later changes go through
+   * `ALTER TABLE ... SET TBLPROPERTIES`.
+   */
+  table_properties?: Record<string, string>;
   primary_keys?: string[];
   include_columns?: string[];
   exclude_columns?: string[];

@@ -8,9 +8,10 @@
  */
 import { join } from 'node:path';
 import { type MergeMetrics, planMerge } from '../bronze/merge-changes.js';
-import { isTributaryError } from '../core/errors.js';
+import { isTributaryError, messageOf } from '../core/errors.js';
 import type { TableSchema } from '../core/table.js';
 import { commit } from '../delta/commit.js';
+import { optimize } from '../delta/operations/optimize.js';
 import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
 import type { DuckDb } from '../engine/duckdb.js';
 import type { SegmentManifest } from '../staging/segment-format.js';
@@ -24,6 +25,8 @@ export interface ApplyTarget {
   /** Three-part destination name, for messages and the txn app id. */
   readonly destination: string;
   readonly tableRoot: string;
+  /** Delta table properties for when the table is created (`table_configuration.table_properties`). */
+  readonly tableProperties?: Readonly<Record<string, string>>;
 }
 
 export interface ApplyOptions {
@@ -111,6 +114,7 @@ async function applyTable(
       stagedFiles,
       stagedColumns,
       overwrite,
+      ...(target.tableProperties ? { tableProperties: { ...target.tableProperties } } : {}),
     });
     await faultPoint('before-delta-commit');
     try {
@@ -145,6 +149,7 @@ async function applyTable(
       throw error;
     }
     await faultPoint('after-delta-commit');
+    await autoCompact(target, options);
     totals.commits++;
     totals.inserted += plan.metrics.inserted;
     totals.updated += plan.metrics.updated;
@@ -158,4 +163,26 @@ async function applyTable(
     `${target.destination}: ${totals.commits} commit(s), +${totals.inserted} ~${totals.updated} -${totals.deleted} rows`,
   );
   return { destination: target.destination, ...totals, version: snapshot?.version ?? null };
+}
+
+/**
+ * `delta.autoOptimize.autoCompact`: after a successful apply commit, compact small files as a separate
+ * OPTIMIZE commit (only partitions with many small files). It is housekeeping: a failure or a lost race is
+ * logged and never fails the round, whose data is already committed.
+ */
+async function autoCompact(target: ApplyTarget, options: ApplyOptions): Promise<void> {
+  let enabled: string | undefined;
+  try {
+    enabled = (await loadSnapshot(target.tableRoot)).metadata.configuration['delta.autoOptimize.autoCompact'];
+  } catch {
+    return;
+  }
+  if (enabled !== 'true' && enabled !== 'auto') return;
+  try {
+    const result = await optimize(target.tableRoot, { auto: true });
+    if (result.version !== null)
+      options.log.info(`${target.destination}: auto compaction committed version ${result.version}`);
+  } catch (error) {
+    options.log.warn(`${target.destination}: auto compaction skipped: ${messageOf(error)}`);
+  }
 }
