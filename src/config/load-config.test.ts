@@ -406,7 +406,7 @@ connections:
       );
       expect(problems(parseError(text))).toEqual([
         'pipelines.retail_ingestion_pipeline.objects[0].table.table_configuration.exclude_columns: cannot be combined with include_columns; use one or the other',
-        'pipelines.retail_ingestion_pipeline.objects[1].schema.table_configuration.primary_keys: unknown key (allowed: scd_type)',
+        'pipelines.retail_ingestion_pipeline.objects[1].schema.table_configuration.primary_keys: unknown key (allowed: scd_type, table_properties)',
       ]);
     });
 
