@@ -139,13 +139,14 @@ export async function benchDeltaMerge(): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(join(tmpdir(), 'tributary-bench-merge-'));
   await using db = await DuckDb.open();
   const results: Record<string, unknown>[] = [];
+  // Segment numbers are unique across the whole run, as a gateway's are.
+  let seq = 0;
   try {
     for (const rows of SIZES) {
       const cowRoot = join(dir, `cow-${rows}`);
       const dvRoot = join(dir, `dv-${rows}`);
       await buildTable(db, cowRoot, rows, {});
       await buildTable(db, dvRoot, rows, { 'delta.enableDeletionVectors': 'true' });
-      let seq = 0;
       const rssBefore = process.resourceUsage().maxRSS;
       const cow = await timeRuns(RUNS, async () =>
         applyOnce(db, cowRoot, await stageChanges(db, join(dir, `s${seq}`), rows, ++seq, seq)),
