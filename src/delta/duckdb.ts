@@ -40,19 +40,25 @@ const ACTION_COLUMNS = [
  * non-null cell. `to_json` turns MAP columns (partitionValues, configuration) into JSON objects, which is the
  * shape the JSON log uses, so checkpoint and commit actions go through the same replay code.
  */
-export async function readParquetActions(files: readonly string[]): Promise<RawAction[]> {
+export async function readParquetActions(
+  files: readonly string[],
+  options: { readonly skip?: readonly string[] } = {},
+): Promise<RawAction[]> {
   if (files.length === 0) return [];
+  const skip = new Set(options.skip ?? []);
   const list = `[${files.map(sqlString).join(', ')}]`;
   return withConnection(async (connection) => {
     const described = await connection.runAndReadAll(
       `DESCRIBE SELECT * FROM read_parquet(${list}, union_by_name = true)`,
     );
     const present = new Set(described.getRowsJS().map((row) => String(row[0])));
-    const columns = ACTION_COLUMNS.filter((c) => present.has(c));
+    const columns = ACTION_COLUMNS.filter((c) => present.has(c) && !skip.has(c));
     if (columns.length === 0) return [];
     const select = columns.map((c) => `to_json("${c}") AS "${c}"`).join(', ');
+    // A checkpoint row holds exactly one action, so rows of a skipped kind are dropped before any JSON is built.
+    const skipped = [...skip].filter((c) => present.has(c)).map((c) => `"${c}" IS NULL`);
     const result = await connection.runAndReadAll(
-      `SELECT ${select} FROM read_parquet(${list}, union_by_name = true)`,
+      `SELECT ${select} FROM read_parquet(${list}, union_by_name = true)${skipped.length > 0 ? ` WHERE ${skipped.join(' AND ')}` : ''}`,
     );
     const actions: RawAction[] = [];
     for (const row of result.getRowsJS()) {
