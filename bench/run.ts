@@ -3,6 +3,8 @@ import { benchMysqlSource } from './mysql-source.bench.js';
 
 const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   'mysql-source': benchMysqlSource,
+  'delta-log': async () => (await import('./delta-log.bench.js')).benchDeltaLog(),
+  'delta-merge': async () => (await import('./delta-merge.bench.js')).benchDeltaMerge(),
 };
 
 const wanted = process.argv.slice(2);
