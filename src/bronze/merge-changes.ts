@@ -15,8 +15,7 @@
  */
 import { mkdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DuckDBConnection } from '@duckdb/node-api';
-import { messageOf, TributaryError } from '../core/errors.js';
+import { TributaryError } from '../core/errors.js';
 import type { TableSchema } from '../core/table.js';
 import type {
   Action,
@@ -125,32 +124,6 @@ function fromStaged(field: StructField, present: boolean): string {
   return `CAST(${c} AS ${duckDbTypeFor(type)})`;
 }
 
-/**
- * A private connection: its temporary tables (the change set, and the DV row sets the scan layer creates
- * and keeps for the life of a connection) go away when the merge ends, instead of piling up on the
- * process's shared connection over a long `tributary run`.
- */
-class Session {
-  constructor(readonly connection: DuckDBConnection) {}
-
-  async run(sql: string): Promise<void> {
-    try {
-      await this.connection.run(sql);
-    } catch (error) {
-      throw new TributaryError('SQL_ERROR', messageOf(error), { cause: error });
-    }
-  }
-
-  async rows(sql: string): Promise<Record<string, unknown>[]> {
-    try {
-      const reader = await this.connection.runAndReadAll(sql);
-      return reader.getRowObjectsJson() as Record<string, unknown>[];
-    } catch (error) {
-      throw new TributaryError('SQL_ERROR', messageOf(error), { cause: error });
-    }
-  }
-}
-
 export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePlan> {
   const incoming = bronzeSchema(input.source);
   const snapshot = input.snapshot;
@@ -203,11 +176,10 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
   const typedKey = keyFields.map((f) => fromStaged(f, true));
   const cols = fields.map((f) => q(f.name)).join(', ');
 
-  const connection = await db.instance.connect();
-  const session = new Session(connection);
+  // A connection of its own: the merge's temp tables (and the scan layer's deletion-vector row sets) go away
+  // with it instead of piling up on the shared connection over a long `tributary run`.
+  const session = await db.fork();
   try {
-    // Per connection: staged timestamps without an offset must mean UTC here too.
-    await session.run("SET TimeZone = 'UTC'");
     await session.run(
       `CREATE TEMP TABLE chg AS
        SELECT ${typed.join(', ')}, ${OP_COLUMN}
@@ -250,7 +222,7 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
         );
 
       // Only the key columns are read: (file, row) of every live row whose key changed.
-      const locate = await buildScanSql(connection, {
+      const locate = await buildScanSql(session.connection, {
         layout,
         files: scanFiles(candidates, dvRows),
         columns: pk,
@@ -296,7 +268,10 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
           if (add.deletionVector) dvMetrics.removed++;
         }
         if (hitFiles.length > 0) {
-          const kept = await buildScanSql(connection, { layout, files: scanFiles(hitFiles, hitSets) });
+          const kept = await buildScanSql(session.connection, {
+            layout,
+            files: scanFiles(hitFiles, hitSets),
+          });
           keptSql = `SELECT ${cols} FROM (${kept}) k ANTI JOIN chg USING (${pkList})`;
         }
       }
@@ -345,13 +320,13 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
       readFiles: readFiles.map((a) => a.path),
     };
   } finally {
-    connection.closeSync();
+    await session[Symbol.asyncDispose]();
   }
 }
 
 /** inserted / updated / deleted, by whether each changed key had a live row. */
 async function changeCounts(
-  session: Session,
+  session: DuckDb,
   pkList: string,
 ): Promise<{ inserted: number; updated: number; deleted: number }> {
   const rows = await session.rows(
@@ -368,7 +343,7 @@ async function changeCounts(
 }
 
 /** The hit rows per file, as ranges computed by DuckDB (gaps and islands), so a bulk delete stays small. */
-async function rowsByFile(session: Session): Promise<Map<number, RowIndexSet>> {
+async function rowsByFile(session: DuckDb): Promise<Map<number, RowIndexSet>> {
   const ranges = await session.rows(
     `SELECT f, min(r) AS lo, max(r) + 1 AS hi
        FROM (SELECT ${q(FILE_ID)} AS f, ${q(ROW_INDEX)} AS r,
@@ -390,7 +365,7 @@ async function rowsByFile(session: Session): Promise<Map<number, RowIndexSet>> {
 }
 
 /** Rows physically in a data file: `numRecords` of its stats, else the Parquet footer. */
-async function physicalRows(session: Session, snapshot: Snapshot, add: AddFile): Promise<number> {
+async function physicalRows(session: DuckDb, snapshot: Snapshot, add: AddFile): Promise<number> {
   if (add.stats) {
     try {
       const n = (JSON.parse(add.stats) as { numRecords?: unknown }).numRecords;
@@ -459,7 +434,7 @@ function boundSql(field: StructField, bound: 'min' | 'max'): string {
  * never a data file read.
  */
 async function candidateFiles(
-  session: Session,
+  session: DuckDb,
   files: readonly AddFile[],
   keyFields: readonly StructField[],
 ): Promise<readonly AddFile[]> {

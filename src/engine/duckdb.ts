@@ -9,14 +9,28 @@ export class DuckDb implements AsyncDisposable {
   private constructor(
     readonly instance: DuckDBInstance,
     readonly connection: DuckDBConnection,
+    /** Whether disposing this closes the database too, or only this connection. */
+    private readonly ownsInstance: boolean,
   ) {}
 
   static async open(): Promise<DuckDb> {
     const instance = await DuckDBInstance.create(':memory:');
+    return DuckDb.#connect(instance, true);
+  }
+
+  static async #connect(instance: DuckDBInstance, ownsInstance: boolean): Promise<DuckDb> {
     const connection = await instance.connect();
-    // Set after connecting: the setting needs the ICU extension, which is loaded only by then.
+    // Per connection, and after connecting: the setting needs the ICU extension, loaded only by then.
     await connection.run("SET TimeZone = 'UTC'");
-    return new DuckDb(instance, connection);
+    return new DuckDb(instance, connection, ownsInstance);
+  }
+
+  /**
+   * Another connection to the same database. Temp tables live per connection, so work that creates many
+   * (a merge, a scan with deletion vectors) runs on its own and leaves nothing behind when it is disposed.
+   */
+  async fork(): Promise<DuckDb> {
+    return DuckDb.#connect(this.instance, false);
   }
 
   /** Runs statements whose result is not needed. */
@@ -40,7 +54,7 @@ export class DuckDb implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.connection.closeSync();
-    this.instance.closeSync();
+    if (this.ownsInstance) this.instance.closeSync();
   }
 }
 
