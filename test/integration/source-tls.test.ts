@@ -3,16 +3,15 @@
  * connects when the certificate names the host, and each way it can go wrong gives a clear error.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureProgram } from '../../src/testing/ensure-program.js';
 import { type LocalMariaDbServer, startMariaDb } from '../../src/testing/mariadb-server.js';
 import { runCli } from '../harness/cli.js';
+import { prepareShop, rootConnection, shopWorkspace } from '../harness/own-server.js';
 
 /** A CA, a server certificate for the given subjectAltName, and an unrelated CA. */
 function makeCertificates(openssl: string, dir: string, san: string, prefix: string): void {
@@ -68,7 +67,6 @@ describe('TLS to the source', () => {
   let dir: string;
   let right: LocalMariaDbServer;
   let wrongName: LocalMariaDbServer;
-  const password = randomBytes(12).toString('base64url');
 
   const start = (prefix: string, serverId: number) =>
     startMariaDb({
@@ -80,46 +78,19 @@ describe('TLS to the source', () => {
       ],
     });
 
+  const passwords = new Map<LocalMariaDbServer, string>();
+
   async function prepare(server: LocalMariaDbServer): Promise<void> {
-    const admin = await mysql.createConnection({
-      host: server.host,
-      port: server.port,
-      user: 'root',
-      password: server.rootPassword,
-    });
-    await admin.query('CREATE DATABASE shop');
-    await admin.query('CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(10))');
-    await admin.query("INSERT INTO shop.t VALUES (1, 'secure')");
-    await admin.query("CREATE USER 'cdc'@'127.0.0.1' IDENTIFIED BY ? REQUIRE SSL", [password]);
-    await admin.query("GRANT SELECT ON shop.* TO 'cdc'@'127.0.0.1'");
-    await admin.query("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdc'@'127.0.0.1'");
-    await admin.end();
+    const ddl = [
+      'CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(10))',
+      "INSERT INTO shop.t VALUES (1, 'secure')",
+    ];
+    passwords.set(server, await prepareShop(server, ddl, { requireSsl: true }));
   }
 
   async function run(server: LocalMariaDbServer, ssl: string, args: string[] = ['run', 'p', '--once']) {
-    const work = await mkdtemp(join(dir, 'work-'));
-    await writeFile(
-      join(work, 'tributary.yaml'),
-      `warehouse: ./lake
-connections:
-  src:
-    type: mysql
-    host: ${server.host}
-    port: ${server.port}
-    user: cdc
-    password: "{{secrets/t/pw}}"
-${ssl}
-gateways:
-  gw: { connection: src, storage: lake.landing.vol }
-pipelines:
-  p:
-    gateway: gw
-    objects:
-      - schema: { source_schema: shop, destination_catalog: lake, destination_schema: bronze }
-`,
-    );
-    const env = { TRIBUTARY_HOME: join(work, 'home'), TRIBUTARY_SECRET_T__PW: password };
-    return { work, env, result: await runCli(args, { cwd: work, env }) };
+    const work = await shopWorkspace(dir, server, passwords.get(server) as string, ssl);
+    return { work: work.dir, env: work.env, result: await work.cli(args) };
   }
 
   beforeAll(async () => {
@@ -148,12 +119,7 @@ pipelines:
     const { work, env, result } = await run(right, ssl);
     expect(result.code, result.stderr).toBe(0);
     // A second run reads the binlog, whose connections are verified too.
-    const admin = await mysql.createConnection({
-      host: right.host,
-      port: right.port,
-      user: 'root',
-      password: right.rootPassword,
-    });
+    const admin = await rootConnection(right);
     await admin.query("INSERT INTO shop.t VALUES (2, 'streamed')");
     await admin.end();
     const again = await runCli(['run', 'p', '--once'], { cwd: work, env });
