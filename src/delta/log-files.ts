@@ -146,7 +146,7 @@ export function latestLogVersion(listing: LogListing): number {
   return latest;
 }
 
-/** Parses NDJSON log text (a commit or a JSON checkpoint) into actions. */
+/** Parses NDJSON log text (a commit or a JSON checkpoint) into actions; any line that is not a JSON object is corruption. */
 export function parseLogText(text: string, file: string): RawAction[] {
   const actions: RawAction[] = [];
   const lines = text.split('\n');
@@ -160,13 +160,13 @@ export function parseLogText(text: string, file: string): RawAction[] {
       throw new TributaryError(
         'DELTA_CORRUPT',
         `Unparseable Delta log file ${file} line ${i + 1}: ${messageOf(error)}`,
-        {
-          cause: error,
-        },
+        { cause: error, hint: 'The log was written partially or by a broken writer; restore the file.' },
       );
     }
-    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed))
-      actions.push(parsed as RawAction);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new TributaryError('DELTA_CORRUPT', `Delta log file ${file} line ${i + 1} is not a JSON object`);
+    }
+    actions.push(parsed as RawAction);
   }
   return actions;
 }

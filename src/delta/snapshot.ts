@@ -29,6 +29,7 @@ import {
 import { columnMappingMode } from './column-mapping.js';
 import { readParquetActions } from './duckdb.js';
 import { readLastCheckpoint } from './last-checkpoint-hint.js';
+import { parseLogText } from './log-files.js';
 import { resolveTablePath } from './paths.js';
 import { parseSchema, type StructType } from './schema.js';
 
@@ -207,38 +208,14 @@ export async function readCommit(file: string): Promise<RawAction[]> {
       cause: error,
     });
   }
-  return parseNdjson(text, file);
-}
-
-function parseNdjson(text: string, file: string): RawAction[] {
-  const actions: RawAction[] = [];
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = (lines[i] as string).trim();
-    if (line === '') continue;
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(line);
-    } catch (error) {
-      throw new TributaryError(
-        'DELTA_CORRUPT',
-        `Unparseable Delta log file ${file} line ${i + 1}: ${messageOf(error)}`,
-        { cause: error, hint: 'The log was written partially or by a broken writer; restore the file.' },
-      );
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new TributaryError('DELTA_CORRUPT', `Delta log file ${file} line ${i + 1} is not a JSON object`);
-    }
-    actions.push(parsed as RawAction);
-  }
-  return actions;
+  return parseLogText(text, file);
 }
 
 /** Actions of a checkpoint, with v2 sidecars expanded. */
 async function readCheckpoint(candidate: CheckpointCandidate, logDir: string): Promise<RawAction[]> {
   const first = candidate.files[0] as string;
   const actions = first.endsWith('.json')
-    ? parseNdjson(await readFile(first, 'utf8'), first)
+    ? parseLogText(await readFile(first, 'utf8'), first)
     : // Checkpoint removes are tombstones that replay ignores (see apply); skipping them at read time saves most
       // of a large checkpoint's decoding.
       await readParquetActions(candidate.files, { skip: ['remove'] });
