@@ -1,7 +1,7 @@
 /**
  * The capture task of a gateway: reads the source into sealed staging segments.
  *
- * Order of work in one pass: finish or restart an interrupted snapshot, snapshot tables that have none, then
+ * Order of work in one pass: resume an interrupted snapshot, snapshot tables that have none, then
  * stream the log from the saved position up to `until`. The gateway's position advances only inside the
  * manifest of a sealed segment, so a crash at any point resumes from the last durable segment and never
  * skips a change (invariant 2 in docs/architecture.md).

@@ -116,7 +116,7 @@ export class StagingVolume {
     }
   }
 
-  /** Removes segments, e.g. the partial output of a snapshot that was interrupted. */
+  /** Removes segments that are no longer needed (see src/pipeline/staging-retention.ts). */
   async discard(seqs: readonly number[]): Promise<void> {
     for (const seq of seqs) await rm(this.segmentDir(seq), { recursive: true, force: true });
     if (seqs.length > 0) await fsyncPath(this.dir);
