@@ -285,6 +285,16 @@ WHERE c.customer_id IS NULL;`,
     },
   },
   {
+    title: 'Check staging volume contents',
+    sql: `LIST 'dbfs:/Volumes/retail_analytics/landing/ingestion_volume/';`,
+    check(rows) {
+      // One directory per gateway, holding its sealed segments.
+      return rows.length > 0 && rows.every((r) => String(r['name']).endsWith('/'))
+        ? null
+        : `expected the gateways' staging directories, got ${JSON.stringify(rows)}`;
+    },
+  },
+  {
     title: 'CDC Metadata Populated - _commit_timestamp must be present',
     sql: `SELECT COUNT(*) FROM retail_analytics.bronze.customers
 WHERE _commit_timestamp IS NULL;`,

@@ -97,6 +97,13 @@ describe('retail workshop pipeline', () => {
       const { source, bronze } = await sourceAndBronze(f, name, key);
       expect(bronze.map(({ _commit_timestamp, ...rest }) => rest)).toEqual(source);
     }
+    // The workshop's first validation query: the staging volume's contents.
+    const volume = await f.sql("LIST 'dbfs:/Volumes/retail_analytics/landing/ingestion_volume/'");
+    expect(volume.map((r) => r['name'])).toEqual(['gw/']);
+    const segments = await f.sql("LIST 'dbfs:/Volumes/retail_analytics/landing/ingestion_volume/gw/'");
+    expect(segments.length).toBeGreaterThan(0);
+    expect(segments.every((r) => /^seg-\d{12}\/$/.test(String(r['name'])))).toBe(true);
+
     // Databricks SQL forms from the checklist run as written.
     const [recent] = await f.sql(
       'SELECT COUNT(*) AS n FROM retail_analytics.bronze.orders WHERE _commit_timestamp >= CURRENT_TIMESTAMP() - INTERVAL 7 DAYS',

@@ -9,6 +9,7 @@ import { Cursor } from './cursor.js';
 import { describeDetailRoute } from './describe-detail.js';
 import { describeHistoryRoute } from './describe-history.js';
 import { tokenize } from './lexer.js';
+import { listVolumeRoute } from './list-volume.js';
 import { optimizeRoute } from './optimize.js';
 import { restoreRoute } from './restore.js';
 import { setConfigRoute } from './set-config.js';
@@ -18,6 +19,7 @@ import { useRoute } from './use.js';
 import { vacuumRoute } from './vacuum.js';
 
 export const ROUTES: readonly Route[] = [
+  listVolumeRoute,
   describeConnectionRoute,
   showTablesUsingConnectionRoute,
   describeHistoryRoute,
