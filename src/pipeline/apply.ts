@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import { type MergeMetrics, planMerge } from '../bronze/merge-changes.js';
-import { isTributaryError, messageOf } from '../core/errors.js';
+import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import type { TableSchema } from '../core/table.js';
 import { commit } from '../delta/commit.js';
 import { optimize } from '../delta/operations/optimize.js';
@@ -59,11 +59,52 @@ export async function applyStaged(options: ApplyOptions): Promise<TableApplyRepo
   const applicable = manifests.filter((m) => m.snapshot === null || completeEpochs.has(m.snapshot.epoch));
 
   const reports: TableApplyReport[] = [];
+  const failures: Array<{ target: ApplyTarget; error: unknown }> = [];
   for (const target of options.targets) {
     options.signal.throwIfAborted();
-    reports.push(await applyTable(options, target, applicable));
+    try {
+      reports.push(await applyTable(options, target, applicable));
+    } catch (error) {
+      // One broken table must not hold back the others: their segments are applied, this one is reported.
+      if (options.signal.aborted) throw error;
+      options.log.warn(`${target.destination}: apply failed: ${messageOf(error)}`);
+      failures.push({ target, error });
+    }
   }
+  if (failures.length > 0) throw tablesFailed(failures, options.targets.length);
   return reports;
+}
+
+/**
+ * The error of a round in which some tables failed. It is transient when other tables still made progress or
+ * every failure is transient, so a continuous run keeps applying the healthy tables and retries the broken
+ * one with backoff; a `--once` run still ends with this error and a non-zero exit.
+ */
+function tablesFailed(
+  failures: ReadonlyArray<{ target: ApplyTarget; error: unknown }>,
+  total: number,
+): TributaryError {
+  const first = failures[0]?.error;
+  const code = isTributaryError(first) ? first.code : 'INTERNAL';
+  const allTransient = failures.every((f) => isTributaryError(f.error) && f.error.retry === 'transient');
+  const list = failures.map(
+    (f) =>
+      `${f.target.destination} (${isTributaryError(f.error) ? `${f.error.code}: ` : ''}${messageOf(f.error)})`,
+  );
+  return new TributaryError(
+    code,
+    `${failures.length} of ${total} table(s) could not be applied: ${list.join('; ')}`,
+    {
+      retry:
+        allTransient || failures.length < total
+          ? 'transient'
+          : isTributaryError(first)
+            ? first.retry
+            : 'fatal',
+      ...(isTributaryError(first) && first.hint ? { hint: first.hint } : {}),
+      cause: first,
+    },
+  );
 }
 
 async function currentSnapshot(tableRoot: string): Promise<Snapshot | null> {
