@@ -254,6 +254,8 @@ export async function preflightConnection(
   );
 }
 
+const warned = new Set<string>();
+
 /** Refuses to start on a failing source; warnings are logged. */
 async function requireReadySource(
   source: SourceConnector,
@@ -265,8 +267,13 @@ async function requireReadySource(
   const findings = await source.checkReadiness(
     readinessContext(config, connection, [gateway.name], options.signal),
   );
-  for (const f of findings.filter((x) => x.status === 'WARN'))
+  for (const f of findings.filter((x) => x.status === 'WARN')) {
+    // A continuous run checks every round; each warning is worth saying once per process, not every round.
+    const key = `${connection.name}:${f.check}:${f.evidence}`;
+    if (warned.has(key)) continue;
+    warned.add(key);
     options.log.warn(`preflight ${f.check}: ${f.evidence}`);
+  }
   const failed = findings.filter((f) => f.status === 'FAIL');
   if (failed.length > 0) {
     throw new TributaryError(
