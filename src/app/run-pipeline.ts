@@ -315,6 +315,15 @@ export async function runPipelineOnce(
   const head = await source.readHead(options.signal);
   const selection = gatewaySelection(config, gateway.name);
   const tables = await source.listTables(selection, options.signal);
+  for (const t of tables) {
+    if (!t.keySource?.startsWith('unique:')) continue;
+    const key = `${tableKey(t.id)}:${t.keySource}`;
+    if (warned.has(key)) continue;
+    warned.add(key);
+    options.log.warn(
+      `${tableKey(t.id)} has no primary key; rows are matched by its unique index ${t.keySource.slice(7)} (${t.primaryKey.join(', ')}). Set table_configuration.primary_keys to choose the key explicitly.`,
+    );
+  }
   await requireReadySource(source, config, gateway, options);
   options.log.info(`${pipelineName}: catching up to ${head} on ${await source.describe(options.signal)}`);
 

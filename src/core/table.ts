@@ -29,6 +29,11 @@ export interface TableSchema {
   readonly columns: readonly ColumnSchema[];
   /** Primary key column names, in key order. Never empty for a captured table. */
   readonly primaryKey: readonly string[];
+  /**
+   * Where the key comes from, when it is not the source's primary key: `configured` (primary_keys in the
+   * pipeline) or `unique:<index>` (a unique index over NOT NULL columns, the documented fallback).
+   */
+  readonly keySource?: string;
 }
 
 /**

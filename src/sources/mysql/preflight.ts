@@ -356,7 +356,12 @@ export async function runPreflight(
     const [tables] = await conn.query<mysql.RowDataPacket[]>(
       `SELECT t.TABLE_SCHEMA AS s, t.TABLE_NAME AS n, t.TABLE_ROWS AS estimate, t.UPDATE_TIME AS updated,
               EXISTS(SELECT 1 FROM information_schema.STATISTICS i WHERE i.TABLE_SCHEMA = t.TABLE_SCHEMA
-                       AND i.TABLE_NAME = t.TABLE_NAME AND i.NON_UNIQUE = 0) AS keyed
+                       AND i.TABLE_NAME = t.TABLE_NAME AND i.NON_UNIQUE = 0
+                       AND NOT EXISTS(SELECT 1 FROM information_schema.STATISTICS j
+                                        JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = j.TABLE_SCHEMA
+                                         AND c.TABLE_NAME = j.TABLE_NAME AND c.COLUMN_NAME = j.COLUMN_NAME
+                                       WHERE j.TABLE_SCHEMA = i.TABLE_SCHEMA AND j.TABLE_NAME = i.TABLE_NAME
+                                         AND j.INDEX_NAME = i.INDEX_NAME AND c.IS_NULLABLE = 'YES')) AS keyed
          FROM information_schema.TABLES t
         WHERE t.TABLE_TYPE = 'BASE TABLE' AND (t.TABLE_SCHEMA IN (?) ${pairs.length > 0 ? 'OR (t.TABLE_SCHEMA, t.TABLE_NAME) IN (?)' : ''})
         ORDER BY t.TABLE_SCHEMA, t.TABLE_NAME`,
@@ -370,13 +375,13 @@ export async function runPreflight(
       add({
         check: `primary_key:${key}`,
         section: S4,
-        title: `${key} has a primary key or unique index`,
+        title: `${key} has a primary key or a unique index over NOT NULL columns`,
         status: keyed ? 'PASS' : 'FAIL',
         evidence: configured
           ? 'primary_keys configured in tributary.yaml'
           : Number(t['keyed']) === 1
-            ? 'primary key or unique index present'
-            : 'no primary key and no unique index',
+            ? 'primary key or NOT NULL unique index present'
+            : 'no primary key and no unique index over NOT NULL columns',
         ...(keyed
           ? {}
           : {

@@ -68,6 +68,33 @@ export async function readTableSchemas(
     [pairs],
   );
 
+  // The fallback key of a table without a primary key: its first unique index whose columns are all NOT NULL
+  // (such an index identifies a row exactly as a primary key would).
+  const [uniques] = await conn.query<mysql.RowDataPacket[]>(
+    `SELECT s.TABLE_SCHEMA, s.TABLE_NAME, s.INDEX_NAME, s.COLUMN_NAME, c.IS_NULLABLE
+       FROM information_schema.STATISTICS s
+       JOIN information_schema.COLUMNS c
+         ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME
+      WHERE s.NON_UNIQUE = 0 AND s.INDEX_NAME <> 'PRIMARY' AND (s.TABLE_SCHEMA, s.TABLE_NAME) IN (?)
+      ORDER BY s.TABLE_SCHEMA, s.TABLE_NAME, s.INDEX_NAME, s.SEQ_IN_INDEX`,
+    [pairs],
+  );
+  const uniqueByTable = new Map<string, Map<string, { columns: string[]; nullable: boolean }>>();
+  for (const r of uniques) {
+    const key = `${r['TABLE_SCHEMA']}.${r['TABLE_NAME']}`;
+    const indexes = uniqueByTable.get(key) ?? new Map<string, { columns: string[]; nullable: boolean }>();
+    const index = indexes.get(String(r['INDEX_NAME'])) ?? { columns: [], nullable: false };
+    index.columns.push(String(r['COLUMN_NAME']));
+    index.nullable ||= r['IS_NULLABLE'] === 'YES';
+    indexes.set(String(r['INDEX_NAME']), index);
+    uniqueByTable.set(key, indexes);
+  }
+  const fallbackKey = (key: string): { columns: string[]; index: string } | undefined => {
+    for (const [index, u] of uniqueByTable.get(key) ?? [])
+      if (!u.nullable) return { columns: u.columns, index };
+    return undefined;
+  };
+
   const pkByTable = new Map<string, string[]>();
   for (const r of keys) {
     const key = `${r['TABLE_SCHEMA']}.${r['TABLE_NAME']}`;
@@ -75,7 +102,14 @@ export async function readTableSchemas(
     list.push(String(r['COLUMN_NAME']));
     pkByTable.set(key, list);
   }
-  const keyOf = (key: string) => selection.primaryKeys?.get(key) ?? pkByTable.get(key) ?? [];
+  const keyOf = (key: string) =>
+    selection.primaryKeys?.get(key) ?? pkByTable.get(key) ?? fallbackKey(key)?.columns ?? [];
+  const keySourceOf = (key: string): string | undefined => {
+    if (selection.primaryKeys?.has(key)) return 'configured';
+    if (pkByTable.has(key)) return undefined;
+    const fallback = fallbackKey(key);
+    return fallback ? `unique:${fallback.index}` : undefined;
+  };
 
   const columnsByTable = new Map<string, ColumnSchema[]>();
   for (const r of rows) {
@@ -112,7 +146,7 @@ export async function readTableSchemas(
     if (primaryKey.length === 0) {
       throw new TributaryError(
         'SOURCE_NO_PRIMARY_KEY',
-        `The source table "${key}" has no primary key, so changes cannot be matched to rows.`,
+        `The source table "${key}" has no primary key and no unique index over NOT NULL columns, so changes cannot be matched to rows.`,
         {
           hint: 'Add a primary key at the source, or name the key columns in table_configuration.primary_keys.',
         },
@@ -125,7 +159,8 @@ export async function readTableSchemas(
         });
       }
     }
-    result.push({ id, columns, primaryKey });
+    const keySource = keySourceOf(key);
+    result.push({ id, columns, primaryKey, ...(keySource ? { keySource } : {}) });
   }
   return result;
 }
