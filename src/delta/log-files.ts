@@ -4,7 +4,7 @@
  * The reader keeps its own listing in `snapshot.ts`; this one also sees the files that only cleanup cares
  * about.
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { open, readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { messageOf, TributaryError } from '../core/errors.js';
@@ -209,5 +209,29 @@ function safeDecode(p: string): string {
   } catch {
     // Some old writers did not encode `%`; the raw string is then the best guess.
     return p;
+  }
+}
+
+/**
+ * The first line of a log file (up to its first newline), or undefined when empty. Reads only as far as the
+ * newline: a commit's `commitInfo` comes first, so history and in-commit timestamps need no full parse.
+ */
+export async function readFirstLine(file: string): Promise<string | undefined> {
+  const handle = await open(file, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    let position = 0;
+    for (;;) {
+      const buffer = Buffer.alloc(16_384);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      const chunk = buffer.subarray(0, bytesRead);
+      chunks.push(chunk);
+      position += bytesRead;
+      if (chunk.includes(0x0a)) break;
+    }
+    return Buffer.concat(chunks).toString('utf8').split('\n')[0]?.trim() || undefined;
+  } finally {
+    await handle.close();
   }
 }

@@ -13,7 +13,7 @@
  * catalog-managed tables, unknown features) are refused with `DELTA_PROTOCOL` naming the feature, rather than
  * listed with files that would read back as wrong data.
  */
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { messageOf, TributaryError } from '../core/errors.js';
 import {
@@ -29,7 +29,7 @@ import {
 import { columnMappingMode } from './column-mapping.js';
 import { readParquetActions } from './duckdb.js';
 import { readLastCheckpoint } from './last-checkpoint-hint.js';
-import { parseLogText } from './log-files.js';
+import { parseLogText, readFirstLine } from './log-files.js';
 import { resolveTablePath } from './paths.js';
 import { parseSchema, type StructType } from './schema.js';
 
@@ -235,28 +235,12 @@ async function readCheckpoint(candidate: CheckpointCandidate, logDir: string): P
 
 /** First line of a commit: `commitInfo` is written first, and with in-commit timestamps it must be. */
 async function readFirstAction(file: string): Promise<RawAction | undefined> {
-  const handle = await open(file, 'r');
+  const line = await readFirstLine(file);
+  if (!line) return undefined;
   try {
-    const chunks: Buffer[] = [];
-    let position = 0;
-    for (;;) {
-      const buffer = Buffer.alloc(16_384);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-      if (bytesRead === 0) break;
-      const chunk = buffer.subarray(0, bytesRead);
-      chunks.push(chunk);
-      position += bytesRead;
-      if (chunk.includes(0x0a)) break;
-    }
-    const line = Buffer.concat(chunks).toString('utf8').split('\n')[0]?.trim();
-    if (!line) return undefined;
-    try {
-      return JSON.parse(line) as RawAction;
-    } catch {
-      return undefined;
-    }
-  } finally {
-    await handle.close();
+    return JSON.parse(line) as RawAction;
+  } catch {
+    return undefined;
   }
 }
 

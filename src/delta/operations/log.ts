@@ -2,10 +2,10 @@
  * What the operations read from `_delta_log` beyond a snapshot: each commit's `commitInfo` and timestamp (the
  * history, and VACUUM's retention window). Listing and parsing are `log-files.ts`'s.
  */
-import { open, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { CommitInfo, RawAction } from '../actions.js';
-import { listLogFiles, parseLogText } from '../log-files.js';
+import { listLogFiles, parseLogText, readFirstLine } from '../log-files.js';
 
 export interface LogCommit {
   readonly version: number;
@@ -21,33 +21,12 @@ export async function listCommits(tableRoot: string): Promise<LogCommit[]> {
     .sort((a, b) => a.version - b.version);
 }
 
-/** The first line of a file (up to its first newline), or undefined when empty. */
-async function firstLine(file: string): Promise<string | undefined> {
-  const handle = await open(file, 'r');
-  try {
-    const chunks: Buffer[] = [];
-    let position = 0;
-    for (;;) {
-      const buffer = Buffer.alloc(65_536);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
-      if (bytesRead === 0) break;
-      const chunk = buffer.subarray(0, bytesRead);
-      chunks.push(chunk);
-      position += bytesRead;
-      if (chunk.includes(0x0a)) break;
-    }
-    return Buffer.concat(chunks).toString('utf8').split('\n')[0]?.trim() || undefined;
-  } finally {
-    await handle.close();
-  }
-}
-
 /**
  * The `commitInfo` of a commit, or undefined. Writers put it on the first line (and must with in-commit
  * timestamps); for old writers that did not, the whole commit is read.
  */
 export async function readCommitInfo(file: string): Promise<CommitInfo | undefined> {
-  const line = await firstLine(file);
+  const line = await readFirstLine(file);
   if (line === undefined) return undefined;
   try {
     const info = (JSON.parse(line) as RawAction).commitInfo;
