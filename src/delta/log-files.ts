@@ -92,6 +92,7 @@ export async function listLogFiles(tableRoot: string): Promise<LogListing> {
       throw new TributaryError(
         'DELTA_TABLE_NOT_FOUND',
         `No Delta table at ${tableRoot}: ${logDir} does not exist`,
+        { hint: 'Check the table path; a Delta table is a directory containing _delta_log/.' },
       );
     }
     throw new TributaryError('DELTA_CORRUPT', `Cannot list ${logDir}: ${messageOf(error)}`, {

@@ -13,7 +13,7 @@
  * catalog-managed tables, unknown features) are refused with `DELTA_PROTOCOL` naming the feature, rather than
  * listed with files that would read back as wrong data.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { messageOf, TributaryError } from '../core/errors.js';
 import {
@@ -29,7 +29,7 @@ import {
 import { columnMappingMode } from './column-mapping.js';
 import { readParquetActions } from './duckdb.js';
 import { readLastCheckpoint } from './last-checkpoint-hint.js';
-import { parseLogText, readFirstLine } from './log-files.js';
+import { listLogFiles, parseLogText, readFirstLine } from './log-files.js';
 import { resolveTablePath } from './paths.js';
 import { parseSchema, type StructType } from './schema.js';
 
@@ -67,7 +67,6 @@ export interface LoadSnapshotOptions {
   signal?: AbortSignal | undefined;
 }
 
-const LOG_DIR = '_delta_log';
 const EMPTY_SCHEMA = '{"type":"struct","fields":[]}';
 
 /**
@@ -113,78 +112,22 @@ export interface LogListing {
   checkpoints: CheckpointCandidate[];
 }
 
-const COMMIT_RE = /^(\d{20})\.json$/;
-const CLASSIC_RE = /^(\d{20})\.checkpoint\.parquet$/;
-const MULTI_RE = /^(\d{20})\.checkpoint\.(\d{10})\.(\d{10})\.parquet$/;
-const V2_RE = /^(\d{20})\.checkpoint\.[0-9a-fA-F-]{36}\.(json|parquet)$/;
-
-/** @internal Lists and classifies `<tableRoot>/_delta_log`. `DELTA_TABLE_NOT_FOUND` when it does not exist. */
+/**
+ * @internal Lists and classifies `<tableRoot>/_delta_log` (`listLogFiles` does the classifying), with absolute
+ * paths as replay wants them. `DELTA_TABLE_NOT_FOUND` when it does not exist.
+ */
 export async function listLog(tableRoot: string): Promise<LogListing> {
-  const logDir = path.join(tableRoot, LOG_DIR);
-  let names: string[];
-  try {
-    names = await readdir(logDir);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw new TributaryError(
-        'DELTA_TABLE_NOT_FOUND',
-        `No Delta table at ${tableRoot}: ${logDir} does not exist`,
-        {
-          hint: 'Check the table path; a Delta table is a directory containing _delta_log/.',
-        },
-      );
-    }
-    throw new TributaryError('DELTA_CORRUPT', `Cannot list ${logDir}: ${messageOf(error)}`, {
-      cause: error,
-      retry: 'transient',
-    });
-  }
-  const commits = new Map<number, string>();
-  const checkpoints: CheckpointCandidate[] = [];
-  const multi = new Map<string, { version: number; parts: number; files: Map<number, string> }>();
-  for (const name of names) {
-    let m = COMMIT_RE.exec(name);
-    if (m) {
-      commits.set(Number(m[1]), path.join(logDir, name));
-      continue;
-    }
-    m = CLASSIC_RE.exec(name);
-    if (m) {
-      checkpoints.push({ version: Number(m[1]), files: [path.join(logDir, name)], kind: 'classic' });
-      continue;
-    }
-    m = V2_RE.exec(name);
-    if (m) {
-      checkpoints.push({ version: Number(m[1]), files: [path.join(logDir, name)], kind: 'v2' });
-      continue;
-    }
-    m = MULTI_RE.exec(name);
-    if (m) {
-      const version = Number(m[1]);
-      const parts = Number(m[3]);
-      const key = `${version}/${parts}`;
-      let group = multi.get(key);
-      if (!group) {
-        group = { version, parts, files: new Map() };
-        multi.set(key, group);
-      }
-      group.files.set(Number(m[2]), path.join(logDir, name));
-    }
-  }
-  // A multi-part checkpoint with a missing part was interrupted mid-write: it must not be used.
-  for (const group of multi.values()) {
-    if (group.files.size !== group.parts) continue;
-    const files: string[] = [];
-    for (let i = 1; i <= group.parts; i++) {
-      const f = group.files.get(i);
-      if (f !== undefined) files.push(f);
-    }
-    if (files.length === group.parts) checkpoints.push({ version: group.version, files, kind: 'multi-part' });
-  }
-  const rank = { classic: 0, 'multi-part': 1, v2: 2 } as const;
-  checkpoints.sort((a, b) => b.version - a.version || rank[a.kind] - rank[b.kind]);
-  return { logDir, commits, checkpoints };
+  const listing = await listLogFiles(tableRoot);
+  const absolute = (name: string) => path.join(listing.logDir, name);
+  return {
+    logDir: listing.logDir,
+    commits: new Map([...listing.commits].map(([version, name]) => [version, absolute(name)])),
+    checkpoints: listing.checkpoints.map((c) => ({
+      version: c.version,
+      kind: c.kind,
+      files: c.names.map(absolute),
+    })),
+  };
 }
 
 /** @internal The newest version the listing can reconstruct, or -1 for an empty log. */
