@@ -355,15 +355,68 @@ connections:
       expect(problems(parseError('connections: {}\n'))).toEqual(['warehouse: is required']);
     });
 
-    it('says postgresql and sqlserver are not supported yet', () => {
-      for (const type of ['postgresql', 'sqlserver']) {
-        const error = parseError(edit(EXAMPLE, 'type: mysql', `type: ${type}`));
-        expect(problems(error)).toEqual([
-          `connections.retail_mysql_connection.type: connection type "${type}" is not supported yet (supported: mysql; use mysql for MariaDB too)`,
-        ]);
-      }
+    it('says sqlserver is not supported yet, and lists what is', () => {
+      expect(problems(parseError(edit(EXAMPLE, 'type: mysql', 'type: sqlserver')))).toEqual([
+        'connections.retail_mysql_connection.type: connection type "sqlserver" is not supported yet (supported: mysql, postgresql; use mysql for MariaDB too)',
+      ]);
       expect(problems(parseError(edit(EXAMPLE, 'type: mysql', 'type: oracle')))).toEqual([
-        'connections.retail_mysql_connection.type: must be one of: mysql (use mysql for MariaDB too)',
+        'connections.retail_mysql_connection.type: must be one of: mysql, postgresql (use mysql for MariaDB too)',
+      ]);
+    });
+
+    it('keeps settings to the connection type they belong to', () => {
+      const pg = edit(EXAMPLE, 'type: mysql', 'type: postgresql');
+      expect(problems(parseError(pg))).toEqual([
+        'connections.retail_mysql_connection.database: is required for a postgresql connection: the database whose tables are captured (a replication slot belongs to one database)',
+        'gateways.retail_ingestion_gateway.server_id: is for mysql connections only (a binlog replica id); a postgresql gateway uses slot_name',
+      ]);
+      let mysql = edit(EXAMPLE, '    port: 3306\n', '    port: 3306\n    database: retail_db\n');
+      mysql = edit(mysql, '    server_id: 5401\n', '    slot_name: s1\n');
+      mysql = edit(
+        mysql,
+        '          source_schema: retail_db\n',
+        '          source_catalog: retail_db\n          source_schema: retail_db\n',
+      );
+      expect(problems(parseError(mysql))).toEqual([
+        'connections.retail_mysql_connection.database: is for postgresql connections only; a mysql connection reaches every database, named as source_schema in the pipeline objects',
+        'gateways.retail_ingestion_gateway.slot_name: is for postgresql connections only; a mysql gateway reads the binlog (see server_id)',
+        'pipelines.retail_ingestion_pipeline.objects[0].table.source_catalog: is for postgresql sources only; MySQL has no catalogs (the database is source_schema)',
+      ]);
+    });
+
+    it('parses a postgresql connection, defaulting its port, and checks source_catalog against its database', () => {
+      let text = edit(EXAMPLE, 'type: mysql', 'type: postgresql');
+      text = edit(text, '    port: 3306\n', '    database: retail_db\n');
+      text = edit(
+        text,
+        '    server_id: 5401\n',
+        '    slot_name: retail_slot\n    publication_name: retail_pub\n',
+      );
+      text = edit(
+        text,
+        '          source_schema: retail_db\n',
+        '          source_catalog: retail_db\n          source_schema: public\n',
+      );
+      const config = parseConfig(text, CONFIG_PATH);
+      expect(config.connections[CONNECTION]).toMatchObject({
+        type: 'postgresql',
+        port: 5432,
+        database: 'retail_db',
+      });
+      expect(config.gateways[GATEWAY]).toMatchObject({
+        slot_name: 'retail_slot',
+        publication_name: 'retail_pub',
+      });
+      expect(config.pipelines[PIPELINE]?.objects[0]).toMatchObject({
+        table: { source_catalog: 'retail_db', source_schema: 'public', source_table: 'customers' },
+      });
+      expect(
+        problems(parseError(edit(text, 'source_catalog: retail_db', 'source_catalog: other_db'))),
+      ).toEqual([
+        'pipelines.retail_ingestion_pipeline.objects[0].table.source_catalog: "other_db" is not the connection\'s database "retail_db"; a gateway captures one database (add a connection and gateway per database)',
+      ]);
+      expect(problems(parseError(edit(text, 'slot_name: retail_slot', 'slot_name: Retail-Slot')))).toEqual([
+        'gateways.retail_ingestion_gateway.slot_name: must be 1 to 63 lower-case letters, digits or "_" (a PostgreSQL replication slot name)',
       ]);
     });
 

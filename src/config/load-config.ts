@@ -57,7 +57,7 @@ interface Problem {
   message: string;
 }
 
-const DEFAULT_MYSQL_PORT = 3306;
+const DEFAULT_PORTS = { mysql: 3306, postgresql: 5432 } as const;
 
 export async function loadConfig(path: string): Promise<TributaryConfig> {
   const configPath = resolve(path);
@@ -161,7 +161,8 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
       name,
       type: c.type,
       host: c.host,
-      port: c.port ?? DEFAULT_MYSQL_PORT,
+      port: c.port ?? DEFAULT_PORTS[c.type],
+      ...(c.database === undefined ? {} : { database: c.database }),
       user: c.user,
       password: c.password,
       ...(c.ssl === undefined
@@ -186,6 +187,8 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
       connection: g.connection,
       storage: g.storage,
       ...(g.server_id === undefined ? {} : { server_id: g.server_id }),
+      ...(g.slot_name === undefined ? {} : { slot_name: g.slot_name }),
+      ...(g.publication_name === undefined ? {} : { publication_name: g.publication_name }),
       staging_retention_days: g.staging_retention_days ?? 25,
     };
   }
@@ -196,6 +199,7 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
         const t = o.table;
         return {
           table: {
+            ...(t.source_catalog === undefined ? {} : { source_catalog: t.source_catalog }),
             source_schema: t.source_schema,
             source_table: t.source_table,
             destination_catalog: t.destination_catalog,
@@ -209,6 +213,7 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
       const s = o.schema as NonNullable<typeof o.schema>;
       return {
         schema: {
+          ...(s.source_catalog === undefined ? {} : { source_catalog: s.source_catalog }),
           source_schema: s.source_schema,
           destination_catalog: s.destination_catalog,
           destination_schema: s.destination_schema,
@@ -370,14 +375,69 @@ function checkSemantics(raw: unknown): Problem[] {
     }
   }
 
+  for (const [name, connection] of Object.entries(connections)) {
+    const { type, database } = mapping(connection);
+    if (type === 'postgresql' && database === undefined) {
+      problems.push({
+        path: ['connections', name, 'database'],
+        message:
+          'is required for a postgresql connection: the database whose tables are captured (a replication slot belongs to one database)',
+      });
+    }
+    if (type === 'mysql' && database !== undefined) {
+      problems.push({
+        path: ['connections', name, 'database'],
+        message:
+          'is for postgresql connections only; a mysql connection reaches every database, named as source_schema in the pipeline objects',
+      });
+    }
+  }
+
   const serverIds = new Map<number, string>();
+  const slots = new Map<string, string>();
   for (const [name, gateway] of Object.entries(gateways)) {
-    const { connection: ref, server_id: serverId } = mapping(gateway);
+    const {
+      connection: ref,
+      server_id: serverId,
+      slot_name: slot,
+      publication_name: publication,
+    } = mapping(gateway);
     if (typeof ref === 'string' && !Object.hasOwn(connections, ref)) {
       problems.push({
         path: ['gateways', name, 'connection'],
         message: `connection ${JSON.stringify(ref)} is not defined (defined: ${names(connections)})`,
       });
+    }
+    const type = typeof ref === 'string' ? mapping(connections[ref])['type'] : undefined;
+    if (type === 'postgresql' && serverId !== undefined) {
+      problems.push({
+        path: ['gateways', name, 'server_id'],
+        message: 'is for mysql connections only (a binlog replica id); a postgresql gateway uses slot_name',
+      });
+    }
+    for (const [key, value] of [
+      ['slot_name', slot],
+      ['publication_name', publication],
+    ] as const) {
+      if (type === 'mysql' && value !== undefined) {
+        problems.push({
+          path: ['gateways', name, key],
+          message: `is for postgresql connections only; a mysql gateway reads the binlog (see server_id)`,
+        });
+      }
+    }
+    if (type === 'postgresql' && typeof ref === 'string') {
+      const slotName = typeof slot === 'string' ? slot : defaultSlotName(name);
+      const key = `${ref}/${slotName}`;
+      const other = slots.get(key);
+      if (other !== undefined) {
+        problems.push({
+          path: ['gateways', name, 'slot_name'],
+          message: `replication slot ${slotName} is also used by gateways.${other}; each gateway needs its own slot`,
+        });
+      } else {
+        slots.set(key, name);
+      }
     }
     if (typeof serverId === 'number') {
       const other = serverIds.get(serverId);
@@ -402,8 +462,29 @@ function checkSemantics(raw: unknown): Problem[] {
       });
     }
     if (!Array.isArray(objects)) continue;
+    const connection =
+      typeof ref === 'string' ? mapping(connections[String(mapping(gateways[ref])['connection'])]) : {};
     objects.forEach((object: unknown, index) => {
-      const { table } = mapping(object);
+      const { table, schema } = mapping(object);
+      const entry = isRecord(table) ? table : isRecord(schema) ? schema : undefined;
+      const catalog = entry?.['source_catalog'];
+      if (catalog !== undefined && connection['type'] === 'mysql') {
+        problems.push({
+          path: ['pipelines', name, 'objects', index, isRecord(table) ? 'table' : 'schema', 'source_catalog'],
+          message: 'is for postgresql sources only; MySQL has no catalogs (the database is source_schema)',
+        });
+      }
+      if (
+        catalog !== undefined &&
+        connection['type'] === 'postgresql' &&
+        typeof connection['database'] === 'string' &&
+        catalog !== connection['database']
+      ) {
+        problems.push({
+          path: ['pipelines', name, 'objects', index, isRecord(table) ? 'table' : 'schema', 'source_catalog'],
+          message: `${JSON.stringify(catalog)} is not the connection's database ${JSON.stringify(connection['database'])}; a gateway captures one database (add a connection and gateway per database)`,
+        });
+      }
       if (!isRecord(table)) return;
       const { destination_catalog, destination_schema, destination_table, source_table } = table;
       // Source names may be any MySQL name; the default destination must still be a valid identifier.
@@ -431,6 +512,11 @@ function checkSemantics(raw: unknown): Problem[] {
     });
   }
   return problems;
+}
+
+/** The slot a PostgreSQL gateway uses unless `slot_name` says otherwise. Slot names are lower case. */
+export function defaultSlotName(gateway: string): string {
+  return `tributary_${gateway.toLowerCase()}`.slice(0, 63);
 }
 
 function names(record: Record<string, unknown>): string {

@@ -73,6 +73,7 @@ const schemaTableConfiguration = z.strictObject({
 });
 
 const tableObject = z.strictObject({
+  source_catalog: sourceName.optional(),
   source_schema: sourceName,
   source_table: sourceName,
   destination_catalog: identifier,
@@ -82,6 +83,7 @@ const tableObject = z.strictObject({
 });
 
 const schemaObject = z.strictObject({
+  source_catalog: sourceName.optional(),
   source_schema: sourceName,
   destination_catalog: identifier,
   destination_schema: identifier,
@@ -107,8 +109,8 @@ const pipelineObject = z
     }
   });
 
-const supportedConnectionTypes = ['mysql'] as const;
-const plannedConnectionTypes = ['postgresql', 'sqlserver'];
+const supportedConnectionTypes = ['mysql', 'postgresql'] as const;
+const plannedConnectionTypes = ['sqlserver'];
 
 const connectionType = z.enum(supportedConnectionTypes, {
   error: (issue) =>
@@ -120,6 +122,8 @@ const connectionType = z.enum(supportedConnectionTypes, {
 const connection = z.strictObject({
   type: connectionType,
   host: z.string().min(1, { error: 'must not be empty' }),
+  /** PostgreSQL only: a logical replication slot and its publication belong to one database. */
+  database: sourceName.optional(),
   port: z
     .int({ error: 'expected a port number' })
     .min(1, { error: 'must be between 1 and 65535' })
@@ -171,6 +175,18 @@ const gateway = z.strictObject({
     .min(1, { error: 'must be between 1 and 4294967295' })
     .max(4294967295, { error: 'must be between 1 and 4294967295' })
     .optional(),
+  slot_name: z
+    .string()
+    .regex(/^[a-z0-9_]{1,63}$/, {
+      error: 'must be 1 to 63 lower-case letters, digits or "_" (a PostgreSQL replication slot name)',
+    })
+    .optional(),
+  publication_name: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, {
+      error: 'must be 1 to 63 letters, digits or "_", not starting with a digit',
+    })
+    .optional(),
 });
 
 const pipeline = z.strictObject({
@@ -204,6 +220,8 @@ export interface TableConfiguration {
 }
 
 export interface TableObject {
+  /** PostgreSQL: the database, which must be the connection's. MySQL has no catalogs. */
+  source_catalog?: string;
   source_schema: string;
   source_table: string;
   destination_catalog: string;
@@ -215,6 +233,7 @@ export interface TableObject {
 }
 
 export interface SchemaObject {
+  source_catalog?: string;
   source_schema: string;
   destination_catalog: string;
   destination_schema: string;
@@ -232,8 +251,10 @@ export interface ConnectionConfig {
   name: string;
   type: ConnectionType;
   host: string;
-  /** Defaults to 3306. */
+  /** Defaults to 3306 (MySQL) or 5432 (PostgreSQL). */
   port: number;
+  /** PostgreSQL: the database to capture (required there; MySQL connections have none). */
+  database?: string;
   user: string;
   /** A `{{secrets/<scope>/<key>}}` reference, never the password itself; see `resolveConnectionPassword`. */
   password: string;
@@ -258,6 +279,10 @@ export interface GatewayConfig {
   storage: string;
   /** The replica server id for binlog reading; absent when the config leaves it to be derived. */
   server_id?: number;
+  /** PostgreSQL: the logical replication slot (default `tributary_<gateway>`, lower-cased). */
+  slot_name?: string;
+  /** PostgreSQL: the publication the slot decodes (default `tributary_<gateway>`). */
+  publication_name?: string;
   /**
    * Days a staged segment is kept after every pipeline has applied it (default 25, as in Lakeflow Connect).
    * Segments not yet applied are never deleted, however old.
