@@ -127,6 +127,7 @@ async function apply(
     source?: TableSchema;
     /** Drops `add.stats` of the new files, as a writer without statistics would. */
     withoutStats?: boolean;
+    partial?: boolean;
   } = {},
 ): Promise<{ plan: MergePlan; before: Snapshot | null; version: number }> {
   const before = await snapshotOrNull(root);
@@ -139,6 +140,7 @@ async function apply(
     stagedColumns: new Set(source.columns.map((c) => c.name)),
     overwrite: options.overwrite ?? false,
     tableProperties: options.tableProperties,
+    partial: options.partial ?? false,
   });
   if (options.withoutStats) {
     for (const a of plan.actions) if ('add' in a) delete a.add.stats;
@@ -518,3 +520,58 @@ function newRow(id: string, random: () => number): Omit<ModelRow, 'us'> {
 function toRow(r: Omit<ModelRow, 'us'>): Row {
   return { id: r.id, name: r.name, qty: r.qty, price: r.price };
 }
+
+describe('columns a change leaves unchanged (PostgreSQL unchanged TOAST values)', () => {
+  const row = (id: number, name: string | null, qty: number, price: string): Row => ({
+    id: String(id),
+    name,
+    qty: String(qty),
+    price,
+  });
+  const us = (n: number) => String(1_700_000_000_000_000n + BigInt(n));
+
+  for (const [label, properties] of [
+    ['copy-on-write', {}],
+    ['deletion vectors', DV_ON],
+  ] as const) {
+    it(`keep the stored value, or the batch's latest sent value, never NULL (${label})`, async () => {
+      const root = path.join(dir, `unchanged-${label.replace(' ', '-')}`);
+      const at = (op: StagedOp, n: number, r: Row, unchanged?: string[]): StagedRow => ({
+        ord: n,
+        op,
+        commitUs: BigInt(us(n)),
+        row: r,
+        ...(unchanged ? { unchanged } : {}),
+      });
+      await apply(
+        root,
+        [await stage([at('c', 1, row(1, 'big-1', 1, '1.00')), at('c', 2, row(2, 'big-2', 2, '2.00'))])],
+        { tableProperties: properties },
+      );
+      // Key 1: name left unchanged, then in a later segment of the same batch set to NULL on purpose.
+      // Key 2: name left unchanged by two updates; the stored value must survive both.
+      // Key 3: inserted and then updated with name unchanged, all in this batch.
+      const { id: _1, name: _n1, ...qtyOnly1 } = row(1, null, 10, '1.10');
+      const { id: _2, name: _n2, ...qtyOnly2 } = row(2, null, 20, '2.20');
+      const first = await stage([
+        at('u', 1, { id: '1', ...qtyOnly1 }, ['name']),
+        at('u', 2, { id: '2', ...qtyOnly2 }, ['name']),
+        at('c', 3, row(3, 'big-3', 3, '3.00')),
+        at('u', 4, { id: '3', qty: '30', price: '3.30' }, ['name']),
+      ]);
+      const second = await stage([
+        at('u', 1, row(1, null, 11, '1.11')),
+        at('u', 2, { id: '2', qty: '21', price: '2.21' }, ['name']),
+      ]);
+      const { plan } = await apply(root, [first, second], { partial: true });
+      expect(plan.metrics).toMatchObject({ inserted: 1, updated: 2, deleted: 0 });
+      expect(await readTable(root)).toEqual(
+        [
+          ['1', null, '11', '1.11', us(1)],
+          ['2', 'big-2', '21', '2.21', us(2)],
+          ['3', 'big-3', '30', '3.30', us(4)],
+        ].map((r) => JSON.stringify(r)),
+      );
+    });
+  }
+});

@@ -42,7 +42,7 @@ import { isEnabled } from '../delta/table-properties.js';
 import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from '../engine/duckdb.js';
 import { duckDbTypeFor } from '../engine/duckdb-types.js';
 import { computeFileStats } from '../engine/file-stats.js';
-import { COMMIT_US_COLUMN, OP_COLUMN, ORD_COLUMN } from '../staging/segment-format.js';
+import { COMMIT_US_COLUMN, OP_COLUMN, ORD_COLUMN, UNCHANGED_COLUMN } from '../staging/segment-format.js';
 import { bronzeSchema, COMMIT_TIMESTAMP_COLUMN, evolveSchema } from './bronze-schema.js';
 
 export interface MergeInput {
@@ -55,6 +55,11 @@ export interface MergeInput {
   readonly stagedFiles: readonly string[];
   /** Source column names present in any of the staged files. */
   readonly stagedColumns: ReadonlySet<string>;
+  /**
+   * Some staged rows leave columns unchanged (the files carry the staging's unchanged-columns list): such a
+   * column takes the key's latest sent value in the batch, else the value the table holds, never NULL.
+   */
+  readonly partial?: boolean;
   /** Replace the table's contents (the batch starts with a fresh snapshot of the table). */
   readonly overwrite: boolean;
   /**
@@ -180,11 +185,16 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
   // with it instead of piling up on the shared connection over a long `tributary run`.
   const session = await db.fork();
   try {
+    const partialColumns = input.partial
+      ? fields.filter((f) => input.stagedColumns.has(f.name) && !pk.includes(f.name))
+      : [];
     await session.run(
-      `CREATE TEMP TABLE chg AS
+      partialColumns.length === 0
+        ? `CREATE TEMP TABLE chg AS
        SELECT ${typed.join(', ')}, ${OP_COLUMN}
          FROM read_parquet(${staged}, union_by_name = true, filename = '${FILE_COLUMN}')
-       QUALIFY row_number() OVER (PARTITION BY ${typedKey.join(', ')} ORDER BY ${FILE_COLUMN} DESC, ${ORD_COLUMN} DESC) = 1`,
+       QUALIFY row_number() OVER (PARTITION BY ${typedKey.join(', ')} ORDER BY ${FILE_COLUMN} DESC, ${ORD_COLUMN} DESC) = 1`
+        : latestWithUnchanged(staged, typedKey, partialColumns, (f) => fromStaged(f, true), typed, fields),
     );
 
     const existing = snapshot?.files ?? [];
@@ -277,7 +287,37 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
       }
     }
 
-    const upserts = `SELECT ${cols} FROM chg WHERE ${OP_COLUMN} <> 'd'`;
+    // Columns left unchanged by every change of the batch keep the value the table holds.
+    const keeps = partialColumns.length > 0 && readFiles.length > 0;
+    if (keeps) {
+      const stored = await buildScanSql(session.connection, {
+        layout: { ...layoutOf(snapshot as Snapshot), schema },
+        files: readFiles.map((add) => ({
+          path: (snapshot as Snapshot).dataFilePath(add),
+          partitionValues: add.partitionValues,
+          deletionVector: add.deletionVector,
+          source: `the log of ${input.tableRoot}`,
+        })),
+        columns: [...pk, ...partialColumns.map((f) => f.name)],
+      });
+      // Only rows the DVs or rewrites above have not yet retired: the locate scan found them as hits.
+      await session.run(
+        `CREATE TEMP TABLE stored AS SELECT s.* FROM (${stored}) s
+           SEMI JOIN (SELECT ${pkList} FROM chg WHERE ${partialColumns.map((f) => keepFlag(f)).join(' OR ')}) k USING (${pkList})`,
+      );
+    }
+    const upsertCols = fields
+      .map((f) =>
+        partialColumns.includes(f)
+          ? keeps
+            ? `CASE WHEN c.${keepFlag(f)} THEN s.${q(f.name)} ELSE c.${q(f.name)} END AS ${q(f.name)}`
+            : `c.${q(f.name)}`
+          : `c.${q(f.name)}`,
+      )
+      .join(', ');
+    const upserts = keeps
+      ? `SELECT ${upsertCols} FROM chg c LEFT JOIN stored s USING (${pkList}) WHERE c.${OP_COLUMN} <> 'd'`
+      : `SELECT ${upsertCols} FROM chg c WHERE c.${OP_COLUMN} <> 'd'`;
     const output = keptSql ? `${keptSql} UNION ALL ${upserts}` : upserts;
     await mkdir(input.tableRoot, { recursive: true });
     const name = newDataFileName();
@@ -322,6 +362,43 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
   } finally {
     await session[Symbol.asyncDispose]();
   }
+}
+
+/** The boolean column of `chg` that says a partial column keeps the stored value. */
+function keepFlag(field: StructField): string {
+  return q(`__keep_${field.name}`);
+}
+
+/**
+ * The last change per key, where a column the last change left unchanged takes the key's latest value that
+ * was sent in the batch (a struct, so that a sent NULL counts as sent), and is flagged to keep the stored
+ * value when no change of the batch sent one.
+ */
+function latestWithUnchanged(
+  staged: string,
+  typedKey: readonly string[],
+  partialColumns: readonly StructField[],
+  typedValue: (field: StructField) => string,
+  typed: readonly string[],
+  fields: readonly StructField[],
+): string {
+  const byKey = `PARTITION BY ${typedKey.join(', ')}`;
+  const window = `OVER (${byKey} ORDER BY ${FILE_COLUMN}, ${ORD_COLUMN} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)`;
+  const latest = (f: StructField) => q(`__latest_${f.name}`);
+  const sent = (f: StructField) =>
+    `NOT coalesce(list_contains(${UNCHANGED_COLUMN}, ${quoteDuckString(f.name)}), false)`;
+  const windows = partialColumns.map(
+    (f) =>
+      `last_value(CASE WHEN ${sent(f)} THEN {'v': ${typedValue(f)}} END IGNORE NULLS) ${window} AS ${latest(f)}`,
+  );
+  const out = fields.map((f) => (partialColumns.includes(f) ? `${latest(f)}.v AS ${q(f.name)}` : q(f.name)));
+  const flags = partialColumns.map((f) => `${latest(f)} IS NULL AS ${keepFlag(f)}`);
+  return `CREATE TEMP TABLE chg AS
+    SELECT ${[...out, OP_COLUMN, ...flags].join(', ')} FROM (
+      SELECT ${[...typed, OP_COLUMN, ...windows].join(', ')}
+        FROM read_parquet(${staged}, union_by_name = true, filename = '${FILE_COLUMN}')
+      QUALIFY row_number() OVER (${byKey} ORDER BY ${FILE_COLUMN} DESC, ${ORD_COLUMN} DESC) = 1
+    )`;
 }
 
 /** inserted / updated / deleted, by whether each changed key had a live row. */

@@ -11,7 +11,17 @@ export type ChangeEvent =
   /** A row read by the initial snapshot. */
   | { readonly kind: 'read'; readonly table: TableId; readonly after: Row }
   | { readonly kind: 'insert'; readonly table: TableId; readonly after: Row }
-  | { readonly kind: 'update'; readonly table: TableId; readonly before: Row | null; readonly after: Row }
+  | {
+      readonly kind: 'update';
+      readonly table: TableId;
+      readonly before: Row | null;
+      readonly after: Row;
+      /**
+       * Columns whose new value the source did not send because it did not change (PostgreSQL's unchanged
+       * TOAST values). They keep the value already stored; `after` has no entry for them.
+       */
+      readonly unchanged?: readonly string[];
+    }
   | { readonly kind: 'delete'; readonly table: TableId; readonly before: Row }
   /** Every row of the table was removed (TRUNCATE); later events of the same batch apply after it. */
   | { readonly kind: 'truncate'; readonly table: TableId }

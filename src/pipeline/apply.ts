@@ -144,6 +144,7 @@ async function applyTable(
     const stagedColumns = new Set<string>();
     for (const m of batch)
       for (const c of m.tables[target.sourceKey]?.schema.columns ?? []) stagedColumns.add(c.name);
+    const partial = batch.some((m) => m.tables[target.sourceKey]?.partial === true);
     const stagedFiles = batch.map((m) =>
       join(options.volume.segmentDir(m.seq), m.tables[target.sourceKey]?.file as string),
     );
@@ -154,6 +155,7 @@ async function applyTable(
       source: newest,
       stagedFiles,
       stagedColumns,
+      partial,
       overwrite,
       ...(target.tableProperties ? { tableProperties: { ...target.tableProperties } } : {}),
     });

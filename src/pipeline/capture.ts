@@ -311,8 +311,15 @@ async function stageStream(
         entry = { schema, reset: false, rows: [] };
         draft.tables.set(key, entry);
       }
+      const unchanged = event.kind === 'update' ? event.unchanged : undefined;
       for (const [op, row] of stagedOps(event, schema)) {
-        entry.rows.push({ ord: draft.ord++, op, commitUs, row });
+        entry.rows.push({
+          ord: draft.ord++,
+          op,
+          commitUs,
+          row,
+          ...(op === 'u' && unchanged && unchanged.length > 0 ? { unchanged } : {}),
+        });
       }
       draft.changes++;
     }

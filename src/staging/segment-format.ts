@@ -19,6 +19,11 @@ export const SEGMENT_FORMAT = 1;
 export const ORD_COLUMN = '_tributary_ord';
 export const OP_COLUMN = '_tributary_op';
 export const COMMIT_US_COLUMN = '_tributary_commit_us';
+/**
+ * A list of the row's column names whose values were not sent and must keep what the target holds (see
+ * `unchanged` on update events). Present only in files of tables whose manifest entry says `partial`.
+ */
+export const UNCHANGED_COLUMN = '_tributary_unchanged';
 
 export type StagedOp = 'r' | 'c' | 'u' | 'd';
 
@@ -74,6 +79,8 @@ export interface StagedTable {
   readonly schema: TableSchema;
   /** True for the first snapshot segment of a table: apply replaces the table's contents from here. */
   readonly reset: boolean;
+  /** True when some rows leave columns unchanged; the file then has the {@link UNCHANGED_COLUMN} column. */
+  readonly partial?: boolean;
 }
 
 export interface SegmentManifest {

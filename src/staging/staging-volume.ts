@@ -4,6 +4,7 @@
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { LIST, VARCHAR } from '@duckdb/node-api';
 import { messageOf, TributaryError } from '../core/errors.js';
 import type { Position } from '../core/position.js';
 import type { Row, TableSchema } from '../core/table.js';
@@ -23,6 +24,7 @@ import {
   type StagedTable,
   segmentDirName,
   stagedFileName,
+  UNCHANGED_COLUMN,
 } from './segment-format.js';
 import { toStagedText } from './staged-value.js';
 
@@ -31,6 +33,8 @@ export interface StagedRow {
   readonly op: StagedOp;
   readonly commitUs: bigint;
   readonly row: Row;
+  /** Updates only: columns not sent by the source, which keep their stored value. */
+  readonly unchanged?: readonly string[];
 }
 
 export interface SegmentDraft {
@@ -135,9 +139,16 @@ export class StagingVolume {
     const tables: Record<string, StagedTable> = {};
     for (const [key, staged] of draft.tables) {
       const file = stagedFileName(key);
-      await writeStagedParquet(db, join(tmp, file), staged.schema, staged.rows);
+      const partial = staged.rows.some((r) => r.unchanged !== undefined && r.unchanged.length > 0);
+      await writeStagedParquet(db, join(tmp, file), staged.schema, staged.rows, partial);
       await fsyncPath(join(tmp, file));
-      tables[key] = { file, rows: staged.rows.length, schema: staged.schema, reset: staged.reset };
+      tables[key] = {
+        file,
+        rows: staged.rows.length,
+        schema: staged.schema,
+        reset: staged.reset,
+        ...(partial ? { partial } : {}),
+      };
     }
     const manifest: SegmentManifest = {
       format: SEGMENT_FORMAT,
@@ -169,12 +180,14 @@ async function writeStagedParquet(
   path: string,
   schema: TableSchema,
   rows: readonly StagedRow[],
+  partial: boolean,
 ): Promise<void> {
   const temp = `stage_${process.pid}_${++stageTableCounter}`;
   const columns = [
     `${ORD_COLUMN} BIGINT`,
     `${OP_COLUMN} VARCHAR`,
     `${COMMIT_US_COLUMN} BIGINT`,
+    ...(partial ? [`${UNCHANGED_COLUMN} VARCHAR[]`] : []),
     ...schema.columns.map((c) => `${quoteDuckIdent(c.name)} VARCHAR`),
   ];
   await db.run(`CREATE TEMP TABLE ${temp} (${columns.join(', ')})`);
@@ -184,6 +197,10 @@ async function writeStagedParquet(
       appender.appendBigInt(BigInt(r.ord));
       appender.appendVarchar(r.op);
       appender.appendBigInt(r.commitUs);
+      if (partial) {
+        if (r.unchanged === undefined || r.unchanged.length === 0) appender.appendNull();
+        else appender.appendList([...r.unchanged], LIST(VARCHAR));
+      }
       for (const c of schema.columns) {
         const text = toStagedText(r.row[c.name], c.type);
         if (text === null) appender.appendNull();
