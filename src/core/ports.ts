@@ -103,6 +103,15 @@ export interface SourceConnector extends AsyncDisposable {
    * TributaryError with retry `resnapshot` when the log at `from` is gone.
    */
   stream(from: Position, options: StreamOptions): AsyncIterable<ChangeBatch>;
+
+  /**
+   * Everything up to and including `position` is durable in staging. Capture calls this after each sealed
+   * segment. A source whose server keeps the log for this reader (a PostgreSQL replication slot) may now let
+   * the server release that part of it, and must never release more: a crash after a release resumes from
+   * the last sealed segment, which needs everything after it. A source whose log is kept by the server's own
+   * retention (the MySQL binlog) has nothing to do.
+   */
+  acknowledge(position: Position): void;
 }
 
 /**

@@ -260,6 +260,7 @@ async function stageStream(
         state,
       }),
     );
+    options.source.acknowledge(draft.endPosition);
     await faultPoint('after-stream-segment');
     total += draft.changes;
     draft = fresh(draft.endPosition);

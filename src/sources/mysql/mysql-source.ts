@@ -141,6 +141,9 @@ export class MySqlSource implements SourceConnector {
     yield* readBinlog(this.#endpoint, from, { ...options, serverId: this.#serverId });
   }
 
+  /** The binlog is kept by the server's retention (binlog_expire_logs_seconds), not by its readers. */
+  acknowledge(): void {}
+
   async [Symbol.asyncDispose](): Promise<void> {
     const conn = this.#conn;
     this.#conn = undefined;
