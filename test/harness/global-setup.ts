@@ -1,17 +1,30 @@
 import type { TestProject } from 'vitest/node';
 import { mariaDbFromEnv, startMariaDb } from '../../src/testing/mariadb-server.js';
+import { postgresFromEnv, startPostgres } from '../../src/testing/postgres-server.js';
 
 /**
- * Starts one MariaDB for the whole integration run (or uses the one named by TRIBUTARY_TEST_MYSQL_HOST) and
- * hands its address to the tests through `inject('mysql')`.
+ * Starts one MariaDB and one PostgreSQL for the whole integration run (or uses the ones named by
+ * TRIBUTARY_TEST_MYSQL_HOST / TRIBUTARY_TEST_PG_HOST) and hands their addresses to the tests through
+ * `inject('mysql')` and `inject('postgres')`.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const server = (await mariaDbFromEnv()) ?? (await startMariaDb());
+  const [mysql, postgres] = await Promise.all([
+    (async () => (await mariaDbFromEnv()) ?? (await startMariaDb()))(),
+    (async () => (await postgresFromEnv()) ?? (await startPostgres()))(),
+  ]);
   project.provide('mysql', {
-    host: server.host,
-    port: server.port,
-    user: server.rootUser,
-    password: server.rootPassword,
+    host: mysql.host,
+    port: mysql.port,
+    user: mysql.rootUser,
+    password: mysql.rootPassword,
   });
-  return () => server.stop();
+  project.provide('postgres', {
+    host: postgres.host,
+    port: postgres.port,
+    user: postgres.user,
+    password: postgres.password,
+  });
+  return async () => {
+    await Promise.all([mysql.stop(), postgres.stop()]);
+  };
 }
