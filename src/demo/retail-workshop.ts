@@ -1,11 +1,49 @@
 /**
- * The retail workshop of the reference documents, on MariaDB: its three tables, generated data, its
- * insert/update/delete scenario and its validation queries, verbatim. Shared by `npm run demo` and the
- * integration tests, so the demo users run is the one CI proves.
+ * The retail workshop of the reference documents: its three tables, generated data, its insert/update/delete
+ * scenario and its validation queries, verbatim. Shared by `npm run demo` and the integration tests, so the
+ * demo users run is the one CI proves. The source may be MariaDB/MySQL or PostgreSQL; only the DDL's
+ * DATETIME (PostgreSQL: TIMESTAMP) and the placeholders differ.
  */
-import type { Connection } from 'mysql2/promise';
 
-export const RETAIL_DDL = [
+import type { Connection } from 'mysql2/promise';
+import type pg from 'pg';
+
+/** What the workshop needs of a source database connection. */
+export interface RetailDatabase {
+  readonly dialect: 'mysql' | 'postgresql';
+  /** Runs one statement with positional parameters (`?`), returning its rows. */
+  query(sql: string, params?: readonly unknown[]): Promise<Record<string, unknown>[]>;
+}
+
+export function mysqlRetailDatabase(conn: Connection): RetailDatabase {
+  return {
+    dialect: 'mysql',
+    async query(sql, params = []) {
+      const [rows] = await conn.query(sql, [...params]);
+      return Array.isArray(rows) ? (rows as Record<string, unknown>[]) : [];
+    },
+  };
+}
+
+export function postgresRetailDatabase(client: pg.Client): RetailDatabase {
+  return {
+    dialect: 'postgresql',
+    async query(sql, params = []) {
+      let n = 0;
+      const result = await client.query(
+        sql.replace(/\?/g, () => `$${++n}`),
+        [...params],
+      );
+      return result.rows as Record<string, unknown>[];
+    },
+  };
+}
+
+export function retailDdl(dialect: RetailDatabase['dialect']): string[] {
+  return dialect === 'mysql' ? RETAIL_DDL : RETAIL_DDL.map((ddl) => ddl.replaceAll('DATETIME', 'TIMESTAMP'));
+}
+
+const RETAIL_DDL = [
   `CREATE TABLE customers (
     customer_id INT PRIMARY KEY,
     first_name VARCHAR(50),
@@ -94,17 +132,19 @@ export function productIds(n: number): number[] {
   return [...Array.from({ length: n - 1 }, (_, i) => 1001 + i), 2001];
 }
 
-async function insertAll(conn: Connection, table: string, rows: unknown[][]): Promise<void> {
+async function insertAll(conn: RetailDatabase, table: string, rows: unknown[][]): Promise<void> {
   for (let i = 0; i < rows.length; i += 1000) {
-    await conn.query(`INSERT INTO ${table} VALUES ?`, [rows.slice(i, i + 1000)]);
+    const chunk = rows.slice(i, i + 1000);
+    const tuples = chunk.map((row) => `(${row.map(() => '?').join(', ')})`).join(', ');
+    await conn.query(`INSERT INTO ${table} VALUES ${tuples}`, chunk.flat());
   }
 }
 
 export async function createRetailSchema(
-  conn: Connection,
+  conn: RetailDatabase,
   sizes: RetailSizes = WORKSHOP_SIZES,
 ): Promise<void> {
-  for (const ddl of RETAIL_DDL) await conn.query(ddl);
+  for (const ddl of retailDdl(conn.dialect)) await conn.query(ddl);
   const rand = prng(42);
   const customers = customerIds(sizes.customers);
   await insertAll(
@@ -181,7 +221,7 @@ export const WORKSHOP_SCENARIO = [
   'DELETE FROM customers WHERE customer_id = 9999',
 ];
 
-export async function runWorkshopScenario(conn: Connection): Promise<void> {
+export async function runWorkshopScenario(conn: RetailDatabase): Promise<void> {
   for (const sql of WORKSHOP_SCENARIO) await conn.query(sql);
 }
 
@@ -191,13 +231,14 @@ export interface SourceCounts {
   readonly products: number;
 }
 
-export async function sourceCounts(conn: Connection, database: string): Promise<SourceCounts> {
-  const [rows] = await conn.query(
-    `SELECT (SELECT COUNT(*) FROM \`${database}\`.customers) AS customers,
-            (SELECT COUNT(*) FROM \`${database}\`.orders) AS orders,
-            (SELECT COUNT(*) FROM \`${database}\`.products) AS products`,
+/** Row counts of the workshop tables in the connection's current database (MySQL: its default database). */
+export async function sourceCounts(conn: RetailDatabase): Promise<SourceCounts> {
+  const rows = await conn.query(
+    `SELECT (SELECT COUNT(*) FROM customers) AS customers,
+            (SELECT COUNT(*) FROM orders) AS orders,
+            (SELECT COUNT(*) FROM products) AS products`,
   );
-  const r = (rows as Array<Record<string, unknown>>)[0] ?? {};
+  const r = rows[0] ?? {};
   return { customers: Number(r['customers']), orders: Number(r['orders']), products: Number(r['products']) };
 }
 

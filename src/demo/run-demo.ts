@@ -14,6 +14,7 @@ import { messageOf } from '../core/errors.js';
 import { startMariaDb } from '../testing/mariadb-server.js';
 import {
   createRetailSchema,
+  mysqlRetailDatabase,
   runWorkshopScenario,
   sourceCounts,
   WORKSHOP_SCENARIO,
@@ -80,8 +81,9 @@ export async function runDemo(options: { keep?: boolean } = {}): Promise<number>
       banner('Creating retail_db with the workshop tables and generated data');
       await admin.query('CREATE DATABASE retail_db CHARACTER SET utf8mb4');
       await admin.query('USE retail_db');
-      await createRetailSchema(admin);
-      const seeded = await sourceCounts(admin, 'retail_db');
+      const retail = mysqlRetailDatabase(admin);
+      await createRetailSchema(retail);
+      const seeded = await sourceCounts(retail);
       process.stdout.write(
         `customers ${seeded.customers}, orders ${seeded.orders}, products ${seeded.products}\n`,
       );
@@ -146,14 +148,14 @@ pipelines:
         (await must(run(['run', 'retail_ingestion_pipeline', '--once'], undefined, true), 'the snapshot run'))
           .stdout,
       );
-      const afterSnapshot = await sourceCounts(admin, 'retail_db');
+      const afterSnapshot = await sourceCounts(retail);
       const countQuery = WORKSHOP_VALIDATIONS[0];
       let failures = 0;
       if (countQuery) failures += await validate(run, countQuery, afterSnapshot);
 
       banner('Workshop scenario on the source (Lab 5)');
       for (const sql of WORKSHOP_SCENARIO) process.stdout.write(`${sql.replace(/\s+/g, ' ')};\n`);
-      await runWorkshopScenario(admin);
+      await runWorkshopScenario(retail);
 
       banner('Incremental run: tributary run retail_ingestion_pipeline --once');
       process.stdout.write(
@@ -165,7 +167,7 @@ pipelines:
         ).stdout,
       );
 
-      const final = await sourceCounts(admin, 'retail_db');
+      const final = await sourceCounts(retail);
       for (const v of WORKSHOP_VALIDATIONS) failures += await validate(run, v, final);
 
       banner(failures === 0 ? 'All workshop validations hold' : `${failures} workshop validation(s) failed`);

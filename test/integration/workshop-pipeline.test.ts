@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSnapshot } from '../../src/delta/snapshot.js';
 import {
   createRetailSchema,
+  mysqlRetailDatabase,
   runWorkshopScenario,
   sourceCounts,
   WORKSHOP_VALIDATIONS,
@@ -20,7 +21,7 @@ describe('retail workshop pipeline', () => {
   beforeAll(async () => {
     f = await pipelineFixture({
       prefix: 'retail',
-      setup: (conn) => createRetailSchema(conn),
+      setup: (conn) => createRetailSchema(mysqlRetailDatabase(conn)),
       objects: (db) => `      - table:
           source_schema: ${db}
           source_table: customers
@@ -75,10 +76,10 @@ describe('retail workshop pipeline', () => {
 
   it('captures the workshop insert, update and delete and passes every validation query verbatim', async () => {
     const [[clock]] = (await f.conn.query('SELECT UTC_TIMESTAMP() AS now')) as unknown as [[{ now: string }]];
-    await runWorkshopScenario(f.conn);
+    await runWorkshopScenario(mysqlRetailDatabase(f.conn));
     await f.run();
 
-    const counts = await sourceCounts(f.conn, f.db.name);
+    const counts = await sourceCounts(mysqlRetailDatabase(f.conn));
     for (const v of WORKSHOP_VALIDATIONS) {
       const rows = await f.sql(v.sql);
       expect(v.check(rows, counts), v.title).toBeNull();
