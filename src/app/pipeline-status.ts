@@ -11,7 +11,8 @@ import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
 import { txnAppId } from '../pipeline/apply.js';
 import type { SegmentManifest } from '../staging/segment-format.js';
 import { StagingVolume } from '../staging/staging-volume.js';
-import { openSource, pipelineOf } from './run-pipeline.js';
+import { openSource } from './open-source.js';
+import { pipelineOf } from './run-pipeline.js';
 
 export interface TableStatus {
   readonly destination: string;

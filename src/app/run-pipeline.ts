@@ -1,14 +1,8 @@
-/**
- * Composition root for `tributary run`: the only place that knows the concrete source, the staging volume
- * and the Delta writer, and wires them together. Everything it calls sees only ports.
- */
-import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
 import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config/load-config.js';
-import { resolveConnectionPassword } from '../config/load-config.js';
-import { messageOf, TributaryError } from '../core/errors.js';
+import { TributaryError } from '../core/errors.js';
 import type { ConnectionDirectory, Finding, SourceConnector, TableSelection } from '../core/ports.js';
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
 import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
@@ -18,9 +12,9 @@ import { type CaptureReport, capture } from '../pipeline/capture.js';
 import type { Logger } from '../pipeline/logger.js';
 import { acquireRunLock } from '../pipeline/run-lock.js';
 import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';
-import { parseSecretReference, SecretStore, tributaryHome } from '../secrets/secret-store.js';
-import { MySqlSource } from '../sources/mysql/mysql-source.js';
+import { parseSecretReference } from '../secrets/secret-store.js';
 import { StagingVolume } from '../staging/staging-volume.js';
+import { openConnectionSource, openSource } from './open-source.js';
 
 export interface RunOnceOptions {
   readonly signal: AbortSignal;
@@ -56,11 +50,6 @@ function envInt(name: string): number | undefined {
     throw new TributaryError('USAGE', `${name} must be a positive integer, not "${raw}".`);
   }
   return value;
-}
-
-/** A stable replica id per gateway, so two gateways on one source never collide by default. */
-function defaultServerId(gateway: string): number {
-  return 1_000_000 + (createHash('sha256').update(gateway).digest().readUInt32BE(0) % 1_000_000_000);
 }
 
 /** Tables captured by a gateway: the union over every pipeline that reads from it. */
@@ -160,46 +149,6 @@ function targetsOf(
   return [...targets.values()];
 }
 
-export async function openSource(config: TributaryConfig, gatewayName: string): Promise<SourceConnector> {
-  const gateway = config.gateways[gatewayName];
-  const connection = gateway ? config.connections[gateway.connection] : undefined;
-  if (!gateway || !connection) throw new TributaryError('INTERNAL', `gateway ${gatewayName} not validated`);
-  return openConnectionSource(connection, gateway.server_id ?? defaultServerId(gateway.name));
-}
-
-async function openConnectionSource(
-  connection: ConnectionConfig,
-  serverId: number,
-): Promise<SourceConnector> {
-  const password = await resolveConnectionPassword(connection, new SecretStore(tributaryHome()));
-  return new MySqlSource(
-    {
-      name: connection.name,
-      host: connection.host,
-      port: connection.port,
-      user: connection.user,
-      password,
-      ...(await tlsOf(connection)),
-    },
-    { serverId },
-  );
-}
-
-async function tlsOf(connection: ConnectionConfig) {
-  const ssl = connection.ssl;
-  if (!ssl || ssl.mode === 'disabled') return {};
-  if (ssl.ca === undefined) return { tls: { mode: ssl.mode } };
-  try {
-    return { tls: { mode: ssl.mode, ca: await readFile(ssl.ca, 'utf8') } };
-  } catch (error) {
-    throw new TributaryError(
-      'CONFIG_INVALID',
-      `connections.${connection.name}.ssl.ca: cannot read ${ssl.ca}: ${messageOf(error)}`,
-      { hint: 'Point ssl.ca at the PEM file of the authority that signed the server certificate.' },
-    );
-  }
-}
-
 function readinessContext(
   config: TributaryConfig,
   connection: ConnectionConfig,
@@ -240,10 +189,7 @@ export async function preflightConnection(
     });
   }
   const gateways = Object.values(config.gateways).filter((g) => g.connection === connectionName);
-  const serverId = gateways[0]
-    ? (gateways[0].server_id ?? defaultServerId(gateways[0].name))
-    : defaultServerId(connectionName);
-  await using source = await openConnectionSource(connection, serverId);
+  await using source = await openConnectionSource(config, connection, gateways[0]);
   return source.checkReadiness(
     readinessContext(
       config,
@@ -411,11 +357,7 @@ export function connectionDirectory(config: TributaryConfig): ConnectionDirector
     },
     async tableNames(name, schema, signal) {
       const c = connection(name);
-      const gateway = Object.values(config.gateways).find((g) => g.connection === name);
-      await using source = await openConnectionSource(
-        c,
-        gateway?.server_id ?? defaultServerId(gateway?.name ?? name),
-      );
+      await using source = await openConnectionSource(config, c);
       return source.tableNames(schema, signal);
     },
   };

@@ -212,6 +212,11 @@ async function stageSnapshot(
   return state;
 }
 
+/** How often a segment may be sealed for a stretch of log without captured changes. */
+const IDLE_SEAL_INTERVAL_MS = 60_000;
+/** By staging directory: when such a segment was last sealed by this process. */
+const lastIdleSeal = new Map<string, number>();
+
 interface StreamDraft {
   tables: Map<string, { schema: TableSchema; reset: boolean; rows: StagedRow[] }>;
   ord: number;
@@ -245,6 +250,12 @@ async function stageStream(
 
   const seal = async () => {
     if (draft.endPosition === draft.startPosition) return;
+    // A change-free stretch of log (heartbeats, other tables' traffic) is worth a segment only now and then:
+    // it lets a source that holds its log for us (a PostgreSQL slot) release it, at a bounded cost.
+    const now = Date.now();
+    if (draft.changes === 0 && now - (lastIdleSeal.get(options.volume.dir) ?? 0) < IDLE_SEAL_INTERVAL_MS)
+      return;
+    if (draft.changes === 0) lastIdleSeal.set(options.volume.dir, now);
     const seq = state.seq + 1;
     state = { ...state, seq, position: draft.endPosition };
     segments.push(

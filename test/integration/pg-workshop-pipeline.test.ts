@@ -23,7 +23,6 @@ async function sourceRows(f: PgPipelineFixture, table: string, key: string): Pro
   );
   return result.rows.map((r: Record<string, string | null>) => {
     const out: Record<string, string | null> = {};
-    // TIMESTAMP text from PostgreSQL has no fraction when it is zero; DuckDB prints the same.
     for (const [k, v] of Object.entries(r)) out[k] = v;
     return out;
   });
@@ -33,7 +32,8 @@ async function bronzeRows(f: PgPipelineFixture, table: string, key: string): Pro
   const rows = await f.sql(`SELECT * EXCLUDE (_commit_timestamp) FROM retail_analytics.bronze.${table} ORDER BY ${key}`);
   return rows.map((r) => {
     const out: Record<string, string | null> = {};
-    for (const [k, v] of Object.entries(r)) out[k] = v === null ? null : String(v);
+    // A TIMESTAMP lands as a Delta timestamp (an instant, read as UTC); DuckDB prints its zone, the source none.
+    for (const [k, v] of Object.entries(r)) out[k] = v === null ? null : String(v).replace(/\+00$/, '');
     return out;
   });
 }

@@ -1,0 +1,401 @@
+/**
+ * The SourceConnector for PostgreSQL, over logical replication with pgoutput.
+ *
+ * One control connection serves metadata. A snapshot and a stream each open their own sessions: the
+ * snapshot a REPEATABLE READ transaction (importing the slot's exported snapshot the first time), the
+ * stream a walsender session that decodes the slot.
+ *
+ * The slot is what makes PostgreSQL CDC safe and what makes it dangerous: the server keeps every WAL file
+ * the slot has not confirmed. Confirmation therefore follows staging exactly: the stream confirms an LSN
+ * only when capture acknowledges (after a segment is sealed) a position at or beyond it, so the slot never
+ * passes what staging holds, and WAL is released as soon as it is safe to.
+ */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import type { ChangeBatch, ChangeEvent } from '../../core/change.js';
+import { TributaryError } from '../../core/errors.js';
+import type {
+  Finding,
+  ReadinessContext,
+  SnapshotOptions,
+  SourceConnector,
+  StreamOptions,
+  TableSelection,
+} from '../../core/ports.js';
+import type { Position } from '../../core/position.js';
+import { type Row, type SqlValue, type TableId, type TableSchema, tableKey } from '../../core/table.js';
+import { classifyPgError, openPgClient, type PgEndpoint } from './connect.js';
+import { decodePgPosition, encodePgPosition, parseLsn } from './lsn.js';
+import { type PgColumnValue, type TupleData, UNCHANGED_TOAST } from './pgoutput.js';
+import { runPostgresPreflight } from './preflight.js';
+import { checkSlot, createSlotWithSnapshot, ensurePublication, readSlot } from './replication-setup.js';
+import { ReplicationStream } from './replication-stream.js';
+import { listTableNames, type PgTable, readTableSchemas } from './schema-reader.js';
+import { type PgSnapshotTable, readPgSnapshot, type SnapshotPoint } from './snapshot-reader.js';
+import { type DecodedChange, type RelationInfo, TransactionAssembler } from './transaction-assembler.js';
+import { PgTypeCatalog } from './type-mapping.js';
+
+export interface PostgresSourceOptions {
+  /** The logical replication slot this gateway owns. */
+  readonly slot: string;
+  /** The publication the slot decodes. */
+  readonly publication: string;
+  /**
+   * Create a missing publication FOR ALL TABLES (pipelines with `schema` objects, so tables created later are
+   * published) rather than FOR TABLE of the captured tables.
+   */
+  readonly publishAllTables: boolean;
+  /** Warnings about values Delta cannot hold (numeric NaN, infinite timestamps, ...). */
+  readonly warn?: (message: string) => void;
+}
+
+/** A relation's columns as converters, in the order pgoutput sends them. */
+interface RelationDecoder {
+  readonly id: TableId;
+  readonly names: readonly string[];
+  readonly convert: readonly ((text: string) => SqlValue)[];
+}
+
+export class PostgresSource implements SourceConnector {
+  readonly #endpoint: PgEndpoint;
+  readonly #options: PostgresSourceOptions;
+  readonly #catalog: PgTypeCatalog;
+  /** Captured tables as last read, by `schema.table`: the snapshot's converters and key types. */
+  readonly #tables = new Map<string, PgTable>();
+  #control: pg.Client | undefined;
+  #stream: ReplicationStream | undefined;
+  /** The highest position capture has acknowledged (durable in staging). */
+  #acknowledged = 0n;
+  /** The highest LSN the current stream has delivered to capture. */
+  #delivered = 0n;
+
+  constructor(endpoint: PgEndpoint, options: PostgresSourceOptions) {
+    this.#endpoint = endpoint;
+    this.#options = options;
+    const warn = options.warn ?? (() => {});
+    this.#catalog = new PgTypeCatalog({ onLoss: warn });
+  }
+
+  async #client(): Promise<pg.Client> {
+    this.#control ??= await openPgClient(this.#endpoint);
+    return this.#control;
+  }
+
+  async #query(sql: string, params: unknown[], doing: string): Promise<Record<string, string | null>[]> {
+    const client = await this.#client();
+    try {
+      return (await client.query(sql, params)).rows as Record<string, string | null>[];
+    } catch (error) {
+      if (/Connection terminated|not queryable/i.test(String(error))) this.#control = undefined;
+      throw classifyPgError(error, this.#endpoint, doing);
+    }
+  }
+
+  async checkReadiness(context: ReadinessContext): Promise<readonly Finding[]> {
+    context.signal.throwIfAborted();
+    const client = await this.#client();
+    try {
+      return await runPostgresPreflight(client, this.#endpoint, {
+        ...context,
+        publication: this.#options.publication,
+        slot: this.#options.slot,
+      });
+    } catch (error) {
+      throw classifyPgError(error, this.#endpoint, 'running the preflight checks');
+    }
+  }
+
+  async describe(signal: AbortSignal): Promise<string> {
+    signal.throwIfAborted();
+    const rows = await this.#query(
+      "SELECT current_setting('server_version') AS v",
+      [],
+      'reading the server version',
+    );
+    return `PostgreSQL ${rows[0]?.['v'] ?? ''}`;
+  }
+
+  async listTables(selection: TableSelection, signal: AbortSignal): Promise<readonly TableSchema[]> {
+    signal.throwIfAborted();
+    const client = await this.#client();
+    let tables: PgTable[];
+    try {
+      tables = await readTableSchemas(client, selection, this.#catalog);
+    } catch (error) {
+      throw classifyPgError(error, this.#endpoint, 'reading table definitions');
+    }
+    for (const t of tables) this.#tables.set(tableKey(t.table.id), t);
+    return tables.map((t) => t.table);
+  }
+
+  async tableNames(schema: string, signal: AbortSignal): Promise<readonly string[]> {
+    signal.throwIfAborted();
+    const client = await this.#client();
+    try {
+      return await listTableNames(client, schema);
+    } catch (error) {
+      throw classifyPgError(error, this.#endpoint, `listing the tables of schema ${schema}`);
+    }
+  }
+
+  async readHead(signal: AbortSignal): Promise<Position> {
+    signal.throwIfAborted();
+    const rows = await this.#query(
+      'SELECT pg_current_wal_lsn()::text AS lsn',
+      [],
+      'reading the WAL position',
+    );
+    return encodePgPosition(parseLsn(String(rows[0]?.['lsn'])));
+  }
+
+  async *snapshot(tables: readonly TableSchema[], options: SnapshotOptions): AsyncIterable<ChangeBatch> {
+    const client = await this.#client();
+    // The publication must exist before the slot: decoding WAL from before it existed fails.
+    await this.#ensurePublication(client, tables);
+    const state = await readSlot(client, this.#options.slot).catch((error: unknown) => {
+      throw classifyPgError(error, this.#endpoint, 'reading pg_replication_slots');
+    });
+    let point: SnapshotPoint = { kind: 'fresh' };
+    let exporter: pg.Client | undefined;
+    if (state === undefined) {
+      exporter = await openPgClient(this.#endpoint, { replication: true });
+      const created = await createSlotWithSnapshot(exporter, this.#endpoint, this.#options.slot).catch(
+        async (error: unknown) => {
+          await exporter?.end().catch(() => undefined);
+          throw error;
+        },
+      );
+      point = {
+        kind: 'exported',
+        snapshotName: created.snapshotName,
+        position: encodePgPosition(created.consistentPoint),
+      };
+    } else {
+      checkSlot(state, this.#options.slot, this.#endpoint);
+    }
+    const closeExporter = async () => {
+      const e = exporter;
+      exporter = undefined;
+      await e?.end().catch(() => undefined);
+    };
+    try {
+      yield* readPgSnapshot(
+        this.#endpoint,
+        tables.map((t) => this.#snapshotTable(t)),
+        point,
+        options,
+        {
+          onSnapshotTaken: closeExporter,
+          currentPosition: async (reader) => {
+            const result = await reader.query('SELECT pg_current_wal_lsn()::text AS lsn');
+            return encodePgPosition(parseLsn(String((result.rows[0] as Record<string, string>)['lsn'])));
+          },
+        },
+      );
+    } finally {
+      await closeExporter();
+    }
+  }
+
+  async *stream(from: Position, options: StreamOptions): AsyncIterable<ChangeBatch> {
+    const client = await this.#client();
+    await this.#ensurePublication(client, options.tables);
+    const start = decodePgPosition(from);
+    const until = options.until === undefined ? undefined : decodePgPosition(options.until);
+    const captured = new Map(options.tables.map((t) => [tableKey(t.id), t]));
+    const decoders = new Map<number, RelationDecoder>();
+
+    const replication = await openPgClient(this.#endpoint, { replication: true });
+    const stream = new ReplicationStream(replication, {
+      slot: this.#options.slot,
+      publications: [this.#options.publication],
+      startLsn: start,
+      label: `connection "${this.#endpoint.name}"`,
+      signal: options.signal,
+    });
+    this.#stream = stream;
+    this.#acknowledged = start;
+    this.#delivered = start;
+    const assembler = await TransactionAssembler.create({
+      spoolDir: join(tmpdir(), 'tributary-pg-spool', `${this.#endpoint.database}.${this.#options.slot}`),
+    });
+    try {
+      await stream.start();
+      let lastComplete = from;
+      for await (const item of assembler.assemble(stream.frames())) {
+        if (item.kind === 'progress') {
+          // Nothing is open: every change before `lsn` has been delivered. An empty batch lets capture make
+          // the position durable (and so let the slot move on) when it judges that worthwhile.
+          if (item.lsn <= this.#delivered) continue;
+          this.#delivered = item.lsn;
+          lastComplete = encodePgPosition(item.lsn);
+          yield {
+            origin: 'stream',
+            position: lastComplete,
+            commitTime: new Date(),
+            complete: true,
+            events: [],
+          };
+          if (until !== undefined && item.lsn >= until) return;
+          continue;
+        }
+        const events: ChangeEvent[] = [];
+        for (const change of item.changes) {
+          const event = await this.#event(change, captured, decoders);
+          if (event) events.push(event);
+        }
+        const end = item.final ? item.endLsn : undefined;
+        if (end !== undefined) {
+          this.#delivered = end;
+          lastComplete = encodePgPosition(end);
+        }
+        yield {
+          origin: 'stream',
+          position: lastComplete,
+          commitTime: new Date(Number(item.commitTime / 1000n)),
+          complete: item.final,
+          events,
+        };
+        if (item.final && until !== undefined && end !== undefined && end >= until) return;
+      }
+    } finally {
+      this.#stream = undefined;
+      await stream.close().catch(() => undefined);
+      await assembler.close().catch(() => undefined);
+    }
+  }
+
+  acknowledge(position: Position): void {
+    const lsn = decodePgPosition(position);
+    if (lsn <= this.#acknowledged) return;
+    this.#acknowledged = lsn;
+    // Never beyond what the stream has delivered: an acknowledgement from a snapshot's position may run ahead.
+    const stream = this.#stream;
+    if (stream) stream.confirm(lsn < this.#delivered ? lsn : this.#delivered);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    const control = this.#control;
+    this.#control = undefined;
+    await control?.end().catch(() => undefined);
+  }
+
+  async #ensurePublication(client: pg.Client, tables: readonly TableSchema[]): Promise<void> {
+    try {
+      await ensurePublication(
+        client,
+        this.#endpoint,
+        this.#options.publication,
+        tables.map((t) => t.id),
+        {
+          allTables: this.#options.publishAllTables,
+        },
+      );
+    } catch (error) {
+      throw classifyPgError(error, this.#endpoint, 'checking the publication');
+    }
+  }
+
+  #snapshotTable(table: TableSchema): PgSnapshotTable {
+    const known = this.#tables.get(tableKey(table.id));
+    if (!known) {
+      throw new TributaryError('INTERNAL', `snapshot of ${tableKey(table.id)} before listTables read it`);
+    }
+    const columns = table.columns.map((c) => {
+      const column = known.columns.get(c.name);
+      if (!column) throw new TributaryError('INTERNAL', `column ${c.name} of ${tableKey(table.id)} unknown`);
+      return column;
+    });
+    return {
+      schema: table,
+      keyTypes: table.primaryKey.map((k) => table.columns.find((c) => c.name === k)?.sourceType ?? 'text'),
+      decode: (text) => {
+        const row: Row = {};
+        for (const column of columns) {
+          const value = text[column.name];
+          row[column.name] = value === null || value === undefined ? null : column.convert(value);
+        }
+        return row;
+      },
+    };
+  }
+
+  /** One decoded change of a captured table as a change event; undefined for other tables. */
+  async #event(
+    change: DecodedChange,
+    captured: ReadonlyMap<string, TableSchema>,
+    decoders: Map<number, RelationDecoder>,
+  ): Promise<ChangeEvent | undefined> {
+    if (change.kind === 'message') return undefined;
+    const id = { schema: change.relation.namespace, table: change.relation.name };
+    const table = captured.get(tableKey(id));
+    if (!table) return undefined;
+    if (change.kind === 'relation') {
+      decoders.set(change.relation.oid, await this.#decoder(change.relation));
+      return undefined;
+    }
+    let decoder = decoders.get(change.relation.oid);
+    if (!decoder) {
+      decoder = await this.#decoder(change.relation);
+      decoders.set(change.relation.oid, decoder);
+    }
+    switch (change.kind) {
+      case 'truncate':
+        return { kind: 'truncate', table: id };
+      case 'insert':
+        return { kind: 'insert', table: id, after: rowOf(decoder, change.after).row };
+      case 'delete':
+        return { kind: 'delete', table: id, before: rowOf(decoder, change.before).row };
+      case 'update': {
+        const before = change.before ? rowOf(decoder, change.before) : undefined;
+        const after = rowOf(decoder, change.after, change.beforeKind === 'old' ? before?.row : undefined);
+        return {
+          kind: 'update',
+          table: id,
+          before: before?.row ?? null,
+          after: after.row,
+          ...(after.unchanged.length > 0 ? { unchanged: after.unchanged } : {}),
+        };
+      }
+    }
+  }
+
+  async #decoder(relation: RelationInfo): Promise<RelationDecoder> {
+    const client = await this.#client();
+    const oids = relation.columns.map((c) => c.typeOid).filter((oid) => !this.#catalog.has(oid));
+    if (oids.length > 0) await this.#catalog.ensure(client, oids);
+    const where = `${relation.namespace}.${relation.name}`;
+    return {
+      id: { schema: relation.namespace, table: relation.name },
+      names: relation.columns.map((c) => c.name),
+      convert: relation.columns.map(
+        (c) => this.#catalog.mapColumn(c.typeOid, c.typmod, `${where}.${c.name}`).convert,
+      ),
+    };
+  }
+}
+
+/**
+ * A tuple as a row. An unchanged TOAST value is left out and named in `unchanged`, unless `old` (a FULL
+ * replica identity's old row) holds it.
+ */
+function rowOf(decoder: RelationDecoder, tuple: TupleData, old?: Row): { row: Row; unchanged: string[] } {
+  const row: Row = {};
+  const unchanged: string[] = [];
+  decoder.names.forEach((name, i) => {
+    const value: PgColumnValue | undefined = tuple[i];
+    if (value === UNCHANGED_TOAST) {
+      if (old && name in old) row[name] = old[name] ?? null;
+      else unchanged.push(name);
+      return;
+    }
+    if (value === null || value === undefined) {
+      row[name] = null;
+      return;
+    }
+    const convert = decoder.convert[i];
+    row[name] = typeof value === 'string' && convert ? convert(value) : (value as Uint8Array);
+  });
+  return { row, unchanged };
+}
