@@ -5,8 +5,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSnapshot } from '../../src/delta/snapshot.js';
-import { decodePgPosition, parseLsn } from '../../src/sources/postgres/lsn.js';
-import { StagingVolume } from '../../src/staging/staging-volume.js';
 import {
   createRetailSchema,
   postgresRetailDatabase,
@@ -14,13 +12,13 @@ import {
   sourceCounts,
   WORKSHOP_VALIDATIONS,
 } from '../../src/demo/retail-workshop.js';
+import { decodePgPosition, parseLsn } from '../../src/sources/postgres/lsn.js';
+import { StagingVolume } from '../../src/staging/staging-volume.js';
 import { type PgPipelineFixture, pgPipelineFixture } from '../harness/pg-pipeline-fixture.js';
 
 /** Source rows as the bronze table shows them through `tributary sql --format json`. */
 async function sourceRows(f: PgPipelineFixture, table: string, key: string): Promise<unknown[]> {
-  const result = await f.client.query(
-    `SELECT * FROM ${table} ORDER BY ${key}`,
-  );
+  const result = await f.client.query(`SELECT * FROM ${table} ORDER BY ${key}`);
   return result.rows.map((r: Record<string, string | null>) => {
     const out: Record<string, string | null> = {};
     for (const [k, v] of Object.entries(r)) out[k] = v;
@@ -29,7 +27,9 @@ async function sourceRows(f: PgPipelineFixture, table: string, key: string): Pro
 }
 
 async function bronzeRows(f: PgPipelineFixture, table: string, key: string): Promise<unknown[]> {
-  const rows = await f.sql(`SELECT * EXCLUDE (_commit_timestamp) FROM retail_analytics.bronze.${table} ORDER BY ${key}`);
+  const rows = await f.sql(
+    `SELECT * EXCLUDE (_commit_timestamp) FROM retail_analytics.bronze.${table} ORDER BY ${key}`,
+  );
   return rows.map((r) => {
     const out: Record<string, string | null> = {};
     // A TIMESTAMP lands as a Delta timestamp (an instant, read as UTC); DuckDB prints its zone, the source none.
