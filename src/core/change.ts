@@ -41,4 +41,9 @@ export interface ChangeBatch {
   readonly snapshotTable?: TableId;
   /** Snapshot batches only: true on the table's final batch (which may be empty). */
   readonly snapshotTableComplete?: boolean;
+  /**
+   * Snapshot batches only: where a resumed read continues, in the source's own terms (say, the server's
+   * text of the last key), for sources whose key values do not survive the trip through staged text.
+   */
+  readonly resumeKey?: Readonly<Record<string, string | null>>;
 }

@@ -26,8 +26,9 @@ export interface SnapshotOptions {
   /** Rows per batch; a batch is the unit that reaches staging. */
   readonly chunkRows: number;
   /**
-   * Resume points by `schema.table`: read only rows whose key sorts after these key values (the staged text
-   * of each key column). Tables without an entry are read from the start.
+   * Resume points by `schema.table`: read only rows whose key sorts after these key values. Each is the
+   * `resumeKey` of the table's last staged batch, or, when the source gave none, the staged text of each
+   * key column of its last row. Tables without an entry are read from the start.
    */
   readonly afterKeys?: ReadonlyMap<string, Readonly<Record<string, string | null>>>;
   readonly signal: AbortSignal;

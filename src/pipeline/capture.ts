@@ -141,7 +141,9 @@ async function stageSnapshot(
     pending = {
       ...pending,
       position: pending.position ?? batch.position,
-      lastKeys: lastRow ? { ...pending.lastKeys, [key]: keyText(lastRow, table) } : pending.lastKeys,
+      lastKeys: lastRow
+        ? { ...pending.lastKeys, [key]: batch.resumeKey ?? keyText(lastRow, table) }
+        : pending.lastKeys,
       done: batch.snapshotTableComplete ? [...pending.done, key] : pending.done,
       rows: pending.rows + rows.length,
     };

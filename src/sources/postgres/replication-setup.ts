@@ -103,9 +103,11 @@ export async function ensurePublication(
   let statement: string;
   if (pub.rows.length === 0) {
     if (!options.allTables && tables.length === 0) return;
+    // A partitioned table's changes then arrive under its own name rather than each partition's.
+    const via = ' WITH (publish_via_partition_root = true)';
     statement = options.allTables
-      ? `CREATE PUBLICATION ${quotePgIdent(name)} FOR ALL TABLES`
-      : `CREATE PUBLICATION ${quotePgIdent(name)} FOR TABLE ${list(tables)}`;
+      ? `CREATE PUBLICATION ${quotePgIdent(name)} FOR ALL TABLES${via}`
+      : `CREATE PUBLICATION ${quotePgIdent(name)} FOR TABLE ${list(tables)}${via}`;
   } else {
     if ((pub.rows[0] as Record<string, string>)['alltables'] === 'true') return;
     const published = await client.query(

@@ -98,9 +98,9 @@ async function* readTable(
   const first = `SELECT ${columns} FROM ONLY ${name} ORDER BY ${keyList} LIMIT ${options.chunkRows}`;
   const next = `SELECT ${columns} FROM ONLY ${name} WHERE (${keyList}) > (${keyParams}) ORDER BY ${keyList} LIMIT ${options.chunkRows}`;
 
-  let last: unknown[] | undefined = resumeAfter
-    ? key.map((k) => fromStagedKey(resumeAfter[k] ?? null, table, k))
-    : undefined;
+  // The server's own text of the last key read: exactly what it parses back, whatever the type (the staged
+  // form of an infinite date or a BC timestamp would not be).
+  let last: (string | null)[] | undefined = resumeAfter ? key.map((k) => resumeAfter[k] ?? null) : undefined;
   for (;;) {
     options.signal.throwIfAborted();
     let rows: Record<string, string | null>[];
@@ -112,6 +112,8 @@ async function* readTable(
     }
     const events: ChangeEvent[] = rows.map((r) => ({ kind: 'read', table: id, after: table.decode(r) }));
     const done = rows.length < options.chunkRows;
+    const tail = rows.at(-1);
+    if (tail) last = key.map((k) => tail[k] ?? null);
     yield {
       origin: 'snapshot',
       position,
@@ -120,19 +122,8 @@ async function* readTable(
       events,
       snapshotTable: id,
       snapshotTableComplete: done,
+      ...(last ? { resumeKey: Object.fromEntries(key.map((k, i) => [k, last?.[i] ?? null])) } : {}),
     };
     if (done) return;
-    const tail = rows.at(-1) as Record<string, string | null>;
-    last = key.map((k) => tail[k] ?? null);
   }
-}
-
-/**
- * A resume key as the server reads it back. Staged text is the decoded form; for every key type but bytea
- * (staged as hex) PostgreSQL parses it back with a cast to the column's type.
- */
-function fromStagedKey(text: string | null, table: PgSnapshotTable, column: string): string | null {
-  if (text === null) return null;
-  const type = table.schema.columns.find((c) => c.name === column)?.type;
-  return type === 'binary' ? `\\x${text}` : text;
 }
