@@ -41,6 +41,20 @@ export function pipelineOf(config: TributaryConfig, name: string) {
   return pipeline;
 }
 
+/** TRIBUTARY_IDLE_SEAL_SECONDS (0 allowed: seal every change-free stretch, as tests do). */
+function idleSeal(): { idleSealMs?: number } {
+  const raw = process.env['TRIBUTARY_IDLE_SEAL_SECONDS'];
+  if (raw === undefined || raw === '') return {};
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 0) {
+    throw new TributaryError(
+      'USAGE',
+      `TRIBUTARY_IDLE_SEAL_SECONDS must be a number of seconds, not "${raw}".`,
+    );
+  }
+  return { idleSealMs: seconds * 1000 };
+}
+
 /** Tuning knobs for segment sizes (documented in docs/configuration.md); tests use small values. */
 function envInt(name: string): number | undefined {
   const raw = process.env[name];
@@ -280,6 +294,7 @@ export async function runPipelineOnce(
     tables,
     snapshotChunkRows: options.snapshotChunkRows ?? envInt('TRIBUTARY_SNAPSHOT_CHUNK_ROWS') ?? 50_000,
     segmentMaxChanges: options.segmentMaxChanges ?? envInt('TRIBUTARY_SEGMENT_MAX_CHANGES') ?? 50_000,
+    ...idleSeal(),
     until: head,
     signal: options.signal,
     log: options.log,

@@ -27,6 +27,11 @@ export interface CaptureOptions {
   readonly snapshotChunkRows: number;
   /** A stream segment is sealed at the first transaction boundary after this many changes. */
   readonly segmentMaxChanges: number;
+  /**
+   * A stretch of log without captured changes is sealed (so the source may release it) at most this often
+   * per staging volume; default 60 s.
+   */
+  readonly idleSealMs?: number;
   /** Catch up to this position and stop; without it, follow the log until the signal aborts. */
   readonly until?: Position;
   readonly signal: AbortSignal;
@@ -255,8 +260,8 @@ async function stageStream(
     // A change-free stretch of log (heartbeats, other tables' traffic) is worth a segment only now and then:
     // it lets a source that holds its log for us (a PostgreSQL slot) release it, at a bounded cost.
     const now = Date.now();
-    if (draft.changes === 0 && now - (lastIdleSeal.get(options.volume.dir) ?? 0) < IDLE_SEAL_INTERVAL_MS)
-      return;
+    const idleSealMs = options.idleSealMs ?? IDLE_SEAL_INTERVAL_MS;
+    if (draft.changes === 0 && now - (lastIdleSeal.get(options.volume.dir) ?? -Infinity) < idleSealMs) return;
     if (draft.changes === 0) lastIdleSeal.set(options.volume.dir, now);
     const seq = state.seq + 1;
     state = { ...state, seq, position: draft.endPosition };
@@ -340,7 +345,10 @@ async function stageStream(
     draft.endPosition = batch.position;
     draft.firstCommitTime ??= batch.commitTime;
     draft.lastCommitTime = batch.commitTime;
-    if (batch.complete && draft.changes >= options.segmentMaxChanges) await seal();
+    // Reaching `until` seals here, while the source's stream is still open, so that its acknowledgement can
+    // reach the server (a PostgreSQL slot) before the stream closes.
+    const reached = options.until !== undefined && batch.position >= options.until;
+    if (batch.complete && (draft.changes >= options.segmentMaxChanges || reached)) await seal();
   }
   await seal();
   return { state, changes: total };
