@@ -64,7 +64,10 @@ export async function openConnectionSource(
       },
     );
   }
-  return new MySqlSource(common, { serverId: gateway?.server_id ?? defaultServerId(gatewayName) });
+  return new MySqlSource(common, {
+    serverId: gateway?.server_id ?? defaultServerId(gatewayName),
+    ...(warn ? { log: { warn } } : {}),
+  });
 }
 
 /** A stable replica id per gateway, so two gateways on one source never collide by default. */

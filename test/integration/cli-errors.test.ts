@@ -152,7 +152,7 @@ pipelines:
     expectFailure(run, 'CONFIG_INVALID');
     expect(run.stderr).toContain(`${join(ws.dir, 'tributary.yaml')}: invalid configuration (3 problems)`);
     expect(run.stderr).toContain(
-      'connections.src.colour: unknown key (allowed: type, host, port, user, password, ssl, retention_policy) (line 8)',
+      'connections.src.colour: unknown key (allowed: type, host, database, port, user, password, ssl, retention_policy) (line 8)',
     );
     expect(run.stderr).toContain(
       'pipelines.p.objects[0].table.source_tabel: unknown key (did you mean "source_table"?) (line 19)',

@@ -16,21 +16,53 @@ import type {
 } from '../../core/ports.js';
 import type { Position } from '../../core/position.js';
 import type { TableSchema } from '../../core/table.js';
-import { decodeBinlogPosition, encodeBinlogPosition } from './binlog-position.js';
-import { classifyBinlogError, readBinlog } from './binlog-reader.js';
+import {
+  decodeBinlogPosition,
+  describeCoordinates,
+  encodeBinlogPosition,
+  type ServerIdentity,
+} from './binlog-position.js';
+import { type BinlogStart, classifyBinlogError, readBinlog } from './binlog-reader.js';
 import { classifyMySqlError, type MySqlEndpoint, openConnection } from './connect.js';
+import { gtidOrdinal, mariaDbDomains, normalizeGtid } from './gtid.js';
 import { runPreflight } from './preflight.js';
+import { planResume } from './resume-plan.js';
 import { readTableSchemas } from './schema-reader.js';
+import { binlogOff, mariaDbGtidAt, readHeadPosition, readServerIdentity } from './server-state.js';
 import { readSnapshot } from './snapshot-reader.js';
+
+/** Where the source reports what the pipeline should hear about (a failover). */
+export interface SourceLog {
+  warn(message: string): void;
+}
+
+const stderrWarnings: SourceLog = {
+  warn: (m) => process.stderr.write(`${new Date().toISOString()} WARN  ${m}\n`),
+};
+
+/** A continuous run opens a source every round; a failover is worth saying once per process, not every round. */
+const warned = new Set<string>();
+
+function historyLost(endpoint: MySqlEndpoint, reason: string): TributaryError {
+  return new TributaryError(
+    'SOURCE_HISTORY_LOST',
+    `Capture cannot continue on the source of connection "${endpoint.name}": ${reason}.`,
+    {
+      hint: 'A new snapshot (full refresh) is needed: stop the pipeline, remove the gateway directory in the staging volume and the bronze tables, and run again. To let capture follow a failover next time, keep GTIDs on (MySQL: gtid_mode=ON and enforce_gtid_consistency=ON; MariaDB: gtid_strict_mode=ON) and let the new primary replicate every transaction with log_slave_updates.',
+    },
+  );
+}
 
 export class MySqlSource implements SourceConnector {
   readonly #endpoint: MySqlEndpoint;
   readonly #serverId: number;
+  readonly #log: SourceLog;
   #conn: mysql.Connection | undefined;
 
-  constructor(endpoint: MySqlEndpoint, options: { serverId: number }) {
+  constructor(endpoint: MySqlEndpoint, options: { serverId: number; log?: SourceLog }) {
     this.#endpoint = endpoint;
     this.#serverId = options.serverId;
+    this.#log = options.log ?? stderrWarnings;
   }
 
   async #control(): Promise<mysql.Connection> {
@@ -101,22 +133,15 @@ export class MySqlSource implements SourceConnector {
 
   async readHead(signal: AbortSignal): Promise<Position> {
     signal.throwIfAborted();
-    const rows = await this.#query(
-      'SHOW MASTER STATUS',
-      [],
-      'reading the binlog position (SHOW MASTER STATUS)',
-    );
-    const head = rows[0];
-    if (!head) {
-      throw new TributaryError(
-        'SOURCE_MISCONFIGURED',
-        `The source of connection "${this.#endpoint.name}" has binary logging switched off.`,
-        {
-          hint: 'Start the server with log_bin enabled, binlog_format=ROW and binlog_row_image=FULL.',
-        },
-      );
+    const conn = await this.#control();
+    let head: Awaited<ReturnType<typeof readHeadPosition>>;
+    try {
+      head = await readHeadPosition(conn, await readServerIdentity(conn));
+    } catch (error) {
+      throw classifyMySqlError(error, this.#endpoint, 'reading the binlog position (SHOW MASTER STATUS)');
     }
-    return encodeBinlogPosition({ file: String(head['File']), offset: Number(head['Position']) });
+    if (!head) throw binlogOff(this.#endpoint.name);
+    return encodeBinlogPosition(head);
   }
 
   snapshot(tables: readonly TableSchema[], options: SnapshotOptions): AsyncIterable<ChangeBatch> {
@@ -124,21 +149,92 @@ export class MySqlSource implements SourceConnector {
   }
 
   async *stream(from: Position, options: StreamOptions): AsyncIterable<ChangeBatch> {
-    // A purged start file is checked up front (the dump would also fail, with error 1236) so the error is
-    // immediate, comes before any replication connection, and names the oldest file that is left.
-    const { file } = decodeBinlogPosition(from);
+    const saved = decodeBinlogPosition(from);
+    let server: ServerIdentity;
+    try {
+      server = await readServerIdentity(await this.#control());
+    } catch (error) {
+      throw classifyMySqlError(error, this.#endpoint, 'reading the server identity');
+    }
     const logs = await this.#query('SHOW BINARY LOGS', [], 'listing binary logs (SHOW BINARY LOGS)');
-    if (!logs.some((l) => String(l['Log_name']) === file)) {
-      const oldest = logs[0] ? String(logs[0]['Log_name']) : 'none';
-      throw classifyBinlogError(
-        Object.assign(new Error(`binlog file ${file} was purged (oldest remaining: ${oldest})`), {
-          errno: 1236,
-        }),
+    const plan = planResume(
+      saved,
+      server,
+      logs.some((l) => String(l['Log_name']) === saved.file),
+    );
+    let start: BinlogStart;
+    switch (plan.kind) {
+      case 'purged': {
+        // Checked up front (the dump would also fail, with error 1236) so the error is immediate, comes
+        // before any replication connection, and names the oldest file that is left.
+        const oldest = logs[0] ? String(logs[0]['Log_name']) : 'none';
+        throw classifyBinlogError(
+          Object.assign(new Error(`binlog file ${saved.file} was purged (oldest remaining: ${oldest})`), {
+            errno: 1236,
+          }),
+          this.#endpoint,
+          from,
+        );
+      }
+      case 'lost':
+        throw historyLost(this.#endpoint, plan.reason);
+      case 'gtid':
+        start = plan;
+        if (server.flavor === 'mariadb') await this.#requireDomains(plan.gtid, plan.reason);
+        this.#warnOnce(
+          `${plan.failover ? 'failover detected' : 'binlog file gone'} on connection "${this.#endpoint.name}": ${plan.reason}. Resuming from GTID state ${plan.gtid} instead of ${describeCoordinates(saved)}.`,
+        );
+        break;
+      case 'file':
+        start = plan.gtid === undefined ? await this.#withGtid(plan, server) : plan;
+        break;
+    }
+    yield* readBinlog(this.#endpoint, from, start, { ...options, serverId: this.#serverId, server });
+  }
+
+  /**
+   * A position saved before GTIDs were recorded: MariaDB reports the state at a file and offset
+   * (BINLOG_GTID_POS); MySQL cannot, so the reader learns it from the start of the file (gtid stays unknown).
+   */
+  async #withGtid(
+    plan: Extract<BinlogStart, { kind: 'file' }>,
+    server: ServerIdentity,
+  ): Promise<BinlogStart> {
+    if (server.flavor !== 'mariadb') return plan;
+    let gtid: string | undefined;
+    try {
+      gtid = await mariaDbGtidAt(await this.#control(), plan.file, plan.offset);
+    } catch (error) {
+      throw classifyMySqlError(error, this.#endpoint, 'reading the GTID state of the saved position');
+    }
+    return gtid === undefined ? plan : { ...plan, gtid, ordinal: gtidOrdinal(gtid) };
+  }
+
+  /**
+   * MariaDB streams a replication domain the connect state does not list from its very beginning, but does
+   * not complain about a listed domain it has never seen. A new primary without one of the captured domains
+   * never received those transactions, so there is no consistent way to continue.
+   */
+  async #requireDomains(gtid: string, reason: string): Promise<void> {
+    const rows = await this.#query(
+      'SELECT @@GLOBAL.gtid_binlog_pos AS gtid',
+      [],
+      'reading the GTID state of the new primary',
+    );
+    const present = new Set(mariaDbDomains(normalizeGtid('mariadb', String(rows[0]?.['gtid'] ?? ''))));
+    const missing = mariaDbDomains(gtid).filter((d) => !present.has(d));
+    if (missing.length > 0) {
+      throw historyLost(
         this.#endpoint,
-        from,
+        `${reason}, and its binlog has no transaction of replication domain ${missing.join(', ')}, which the captured GTID state ${gtid} includes: it never received them`,
       );
     }
-    yield* readBinlog(this.#endpoint, from, { ...options, serverId: this.#serverId });
+  }
+
+  #warnOnce(message: string): void {
+    if (warned.has(message)) return;
+    warned.add(message);
+    this.#log.warn(message);
   }
 
   /** The binlog is kept by the server's retention (binlog_expire_logs_seconds), not by its readers. */

@@ -3,8 +3,9 @@
  * with the binlog position that transaction sees. Streaming from that position afterwards neither misses
  * nor repeats a change.
  *
- * MariaDB exposes the position of a consistent snapshot without any lock (binlog_snapshot_file/position).
- * MySQL does not, so there the position is taken under a brief FLUSH TABLES WITH READ LOCK (needs RELOAD).
+ * MariaDB exposes the position of a consistent snapshot without any lock (binlog_snapshot_file/position), and
+ * BINLOG_GTID_POS gives the GTID state there. MySQL does not, so there the position and the executed GTID
+ * set are taken under a brief FLUSH TABLES WITH READ LOCK (needs RELOAD).
  */
 import type { Connection as CoreConnection } from 'mysql2';
 import type mysql from 'mysql2/promise';
@@ -15,10 +16,13 @@ import type { Position } from '../../core/position.js';
 import type { Row, TableSchema } from '../../core/table.js';
 import { encodeBinlogPosition } from './binlog-position.js';
 import { classifyMySqlError, type MySqlEndpoint, openConnection } from './connect.js';
+import { normalizeGtid } from './gtid.js';
+import { binlogOff, mariaDbGtidAt, readBinlogStatus, readServerIdentity } from './server-state.js';
 import { quoteIdent } from './sql.js';
 
 async function beginConsistentSnapshot(conn: mysql.Connection): Promise<Position> {
   await conn.query('SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+  const server = await readServerIdentity(conn);
   const [status] = await conn.query<mysql.RowDataPacket[]>("SHOW STATUS LIKE 'binlog_snapshot_%'");
   if (status.length >= 2) {
     await conn.query('START TRANSACTION WITH CONSISTENT SNAPSHOT');
@@ -27,32 +31,26 @@ async function beginConsistentSnapshot(conn: mysql.Connection): Promise<Position
       after.find((r) => String(r['Variable_name']).toLowerCase() === name)?.['Value'] as string | undefined;
     const file = value('binlog_snapshot_file');
     const offset = Number(value('binlog_snapshot_position'));
-    if (!file) {
+    if (!file) throw binlogOff();
+    // The GTID state of the snapshot point, exactly: the server reads its binlog up to that offset.
+    const gtid = await mariaDbGtidAt(conn, file, offset);
+    if (gtid === undefined) {
       throw new TributaryError(
-        'SOURCE_MISCONFIGURED',
-        'The source has binary logging switched off, so changes cannot be captured.',
-        {
-          hint: 'Start the server with log_bin enabled (log-bin=mysql-bin), binlog_format=ROW and binlog_row_image=FULL.',
-        },
+        'SOURCE_QUERY_FAILED',
+        `The source could not tell the GTID state at its snapshot position ${file}:${offset} (BINLOG_GTID_POS returned NULL).`,
+        { hint: 'Retry the run; if it persists, check the server error log for binlog read errors.' },
       );
     }
-    return encodeBinlogPosition({ file, offset });
+    return encodeBinlogPosition({ file, offset, gtid, server });
   }
   await conn.query('FLUSH TABLES WITH READ LOCK');
   try {
     await conn.query('START TRANSACTION WITH CONSISTENT SNAPSHOT');
-    const [master] = await conn.query<mysql.RowDataPacket[]>('SHOW MASTER STATUS');
-    const head = master[0];
-    if (!head) {
-      throw new TributaryError(
-        'SOURCE_MISCONFIGURED',
-        'The source has binary logging switched off, so changes cannot be captured.',
-        {
-          hint: 'Start the server with log_bin enabled, binlog_format=ROW and binlog_row_image=FULL.',
-        },
-      );
-    }
-    return encodeBinlogPosition({ file: String(head['File']), offset: Number(head['Position']) });
+    // Under the read lock nothing commits, so file, offset and executed GTID set belong together.
+    const head = await readBinlogStatus(conn);
+    if (!head) throw binlogOff();
+    const gtid = normalizeGtid(server.flavor, head.executedGtidSet ?? '');
+    return encodeBinlogPosition({ file: head.file, offset: head.offset, gtid, server });
   } finally {
     await conn.query('UNLOCK TABLES');
   }
