@@ -88,6 +88,12 @@ export interface SourceConnector extends AsyncDisposable {
   /** Names of the base tables of one source schema (`SHOW TABLES IN <db> USING CONNECTION`). */
   tableNames(schema: string, signal: AbortSignal): Promise<readonly string[]>;
 
+  /**
+   * The source's statistics-based row count estimate of each table, by `schema.table`, for snapshot progress
+   * (an ETA). Tables without statistics are absent. Cheap: never counts rows.
+   */
+  estimateRows(tables: readonly TableId[], signal: AbortSignal): Promise<ReadonlyMap<string, number>>;
+
   /** The source's current log position: what a catch-up run reads up to. */
   readHead(signal: AbortSignal): Promise<Position>;
 

@@ -128,6 +128,15 @@ async function stageSnapshot(
   const afterKeys = new Map(Object.entries(pending.lastKeys));
   let held: ChangeBatch | undefined;
   let lastProgress = Date.now();
+  const progress = new SnapshotProgress(
+    pending.rows,
+    await options.source
+      .estimateRows(
+        pending.tables.map((k) => known.get(k)?.id).filter((id) => id !== undefined),
+        options.signal,
+      )
+      .catch(() => new Map<string, number>()),
+  );
 
   // A batch is sealed once the next one exists (or the snapshot ends), so the final segment can carry the
   // `last` mark. Empty batches are sealed only when they matter: the first of a table (its bronze table must
@@ -189,7 +198,7 @@ async function stageSnapshot(
     if (Date.now() - lastProgress > 10_000 || last) {
       lastProgress = Date.now();
       log.info(
-        `snapshot: ${pending.rows} rows staged, ${pending.done.length}/${pending.tables.length} tables complete`,
+        `snapshot: ${progress.describe(pending.rows)}, ${pending.done.length}/${pending.tables.length} tables complete`,
       );
     }
     await faultPoint('after-snapshot-segment');
@@ -217,6 +226,44 @@ async function stageSnapshot(
   };
   await seal(held, true);
   return state;
+}
+
+/**
+ * Rows staged against the source's estimate of the total, with the rate and time left. Estimates come from
+ * table statistics and may be off either way; the figures say so ("~") and never go below zero.
+ */
+class SnapshotProgress {
+  readonly #startRows: number;
+  readonly #startedAt = Date.now();
+  readonly #total: number | undefined;
+
+  constructor(startRows: number, estimates: ReadonlyMap<string, number>) {
+    this.#startRows = startRows;
+    this.#total = estimates.size > 0 ? [...estimates.values()].reduce((a, b) => a + b, 0) : undefined;
+  }
+
+  describe(rows: number): string {
+    const seconds = (Date.now() - this.#startedAt) / 1000;
+    const rate = seconds > 0 ? (rows - this.#startRows) / seconds : 0;
+    const parts = [`${rows.toLocaleString('en-US')} rows staged`];
+    if (this.#total !== undefined && this.#total > 0) {
+      const total = Math.max(this.#total, rows);
+      parts[0] = `${rows.toLocaleString('en-US')} of ~${Math.round(total).toLocaleString('en-US')} rows (${Math.floor((100 * rows) / total)}%)`;
+      if (rate > 0) {
+        parts.push(`${Math.round(rate).toLocaleString('en-US')} rows/s`);
+        if (rows < total) parts.push(`about ${formatDuration((total - rows) / rate)} left`);
+      }
+    } else if (rate > 0) {
+      parts.push(`${Math.round(rate).toLocaleString('en-US')} rows/s`);
+    }
+    return parts.join(', ');
+  }
+}
+
+function formatDuration(seconds: number): string {
+  if (seconds < 90) return `${Math.ceil(seconds)} s`;
+  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
 }
 
 /** How often a segment may be sealed for a stretch of log without captured changes. */

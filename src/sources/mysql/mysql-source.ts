@@ -15,7 +15,7 @@ import type {
   TableSelection,
 } from '../../core/ports.js';
 import type { Position } from '../../core/position.js';
-import type { TableSchema } from '../../core/table.js';
+import type { TableId, TableSchema } from '../../core/table.js';
 import {
   decodeBinlogPosition,
   describeCoordinates,
@@ -129,6 +129,23 @@ export class MySqlSource implements SourceConnector {
       'listing tables',
     );
     return rows.map((r) => String(r['n']));
+  }
+
+  async estimateRows(tables: readonly TableId[], signal: AbortSignal): Promise<ReadonlyMap<string, number>> {
+    signal.throwIfAborted();
+    const estimates = new Map<string, number>();
+    if (tables.length === 0) return estimates;
+    const rows = await this.#query(
+      `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS n, TABLE_ROWS AS r FROM information_schema.TABLES
+        WHERE (TABLE_SCHEMA, TABLE_NAME) IN (${tables.map(() => '(?, ?)').join(', ')})`,
+      tables.flatMap((t) => [t.schema, t.table]),
+      'reading table statistics',
+    );
+    for (const r of rows) {
+      if (r['r'] !== null && r['r'] !== undefined)
+        estimates.set(`${String(r['s'])}.${String(r['n'])}`, Number(r['r']));
+    }
+    return estimates;
   }
 
   async readHead(signal: AbortSignal): Promise<Position> {

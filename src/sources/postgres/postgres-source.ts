@@ -25,7 +25,7 @@ import type {
 } from '../../core/ports.js';
 import type { Position } from '../../core/position.js';
 import { type Row, type SqlValue, type TableId, type TableSchema, tableKey } from '../../core/table.js';
-import { classifyPgError, openPgClient, type PgEndpoint } from './connect.js';
+import { classifyPgError, openPgClient, type PgEndpoint, quotePgIdent } from './connect.js';
 import { decodePgPosition, encodePgPosition, parseLsn } from './lsn.js';
 import { type PgColumnValue, type TupleData, UNCHANGED_TOAST } from './pgoutput.js';
 import { runPostgresPreflight } from './preflight.js';
@@ -46,7 +46,7 @@ export interface PostgresSourceOptions {
    * published) rather than FOR TABLE of the captured tables.
    */
   readonly publishAllTables: boolean;
-  /** Warnings about values Delta cannot hold (numeric NaN, infinite timestamps, ...). */
+  /** Warnings about values Delta cannot hold (numeric NaN, infinite timestamps, ...); default: stderr. */
   readonly warn?: (message: string) => void;
 }
 
@@ -73,7 +73,10 @@ export class PostgresSource implements SourceConnector {
   constructor(endpoint: PgEndpoint, options: PostgresSourceOptions) {
     this.#endpoint = endpoint;
     this.#options = options;
-    const warn = options.warn ?? (() => {});
+    // Nothing passes `warn` when the CLI runs a pipeline (open-source.ts), and a value staged as NULL must not
+    // go unreported: by default the warning goes to stderr in the logger's format, as the MySQL source does.
+    const warn =
+      options.warn ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} WARN  ${m}\n`));
     this.#catalog = new PgTypeCatalog({ onLoss: warn });
   }
 
@@ -137,6 +140,29 @@ export class PostgresSource implements SourceConnector {
     } catch (error) {
       throw classifyPgError(error, this.#endpoint, `listing the tables of schema ${schema}`);
     }
+  }
+
+  async estimateRows(tables: readonly TableId[], signal: AbortSignal): Promise<ReadonlyMap<string, number>> {
+    signal.throwIfAborted();
+    const estimates = new Map<string, number>();
+    if (tables.length === 0) return estimates;
+    // A partitioned table's own estimate is empty; its partitions' add up to it.
+    const rows = await this.#query(
+      `SELECT n.nspname AS s, c.relname AS n,
+              CASE WHEN c.relkind = 'p'
+                   THEN (SELECT sum(p.reltuples)::float8 FROM pg_partition_tree(c.oid) t
+                           JOIN pg_class p ON p.oid = t.relid WHERE p.reltuples >= 0)
+                   WHEN c.reltuples >= 0 THEN c.reltuples::float8 END AS r
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE (n.nspname, c.relname) IN (${tables.map((_, i) => `($${2 * i + 1}, $${2 * i + 2})`).join(', ')})`,
+      tables.flatMap((t) => [t.schema, t.table]),
+      'reading table statistics',
+    );
+    for (const r of rows) {
+      if (r['r'] !== null && r['r'] !== undefined)
+        estimates.set(`${String(r['s'])}.${String(r['n'])}`, Number(r['r']));
+    }
+    return estimates;
   }
 
   async readHead(signal: AbortSignal): Promise<Position> {
@@ -350,15 +376,74 @@ export class PostgresSource implements SourceConnector {
       case 'update': {
         const before = change.before ? rowOf(decoder, change.before) : undefined;
         const after = rowOf(decoder, change.after, change.beforeKind === 'old' ? before?.row : undefined);
+        let unchanged = after.unchanged;
+        if (
+          unchanged.length > 0 &&
+          change.before &&
+          keyChanged(table, decoder, change.before, change.after)
+        ) {
+          unchanged = await this.#reselect(table, decoder, change.before, change.after, after.row, unchanged);
+        }
         return {
           kind: 'update',
           table: id,
           before: before?.row ?? null,
           after: after.row,
-          ...(after.unchanged.length > 0 ? { unchanged: after.unchanged } : {}),
+          ...(unchanged.length > 0 ? { unchanged } : {}),
         };
       }
     }
+  }
+
+  /**
+   * An UPDATE that changes the key and leaves a TOASTed value alone: pgoutput marks the value unchanged in the
+   * new tuple, and the old tuple (REPLICA IDENTITY DEFAULT or USING INDEX) carries only the key. Capture
+   * stages such an update as a delete of the old key and an insert of the new one, and an insert has no row
+   * in bronze to keep the value from, so it would land as NULL. As Debezium does, the value is read from the
+   * source instead: the current row with the new key. Reading "now" rather than as of the change converges,
+   * because a later change that sets the value sends it, and one that removes or moves the row comes after
+   * this change in the log. A row no longer there (deleted or moved on since) leaves the columns unchanged:
+   * the later change that removed it removes this insert too. Fills `row` and returns the columns still
+   * unknown. REPLICA IDENTITY FULL needs none of this: its old tuple holds the value.
+   */
+  async #reselect(
+    table: TableSchema,
+    decoder: RelationDecoder,
+    before: TupleData,
+    after: TupleData,
+    row: Row,
+    columns: readonly string[],
+  ): Promise<string[]> {
+    const keys: string[] = [];
+    for (const k of table.primaryKey) {
+      const i = decoder.names.indexOf(k);
+      const value = typeof after[i] === 'string' ? after[i] : before[i];
+      if (i < 0 || typeof value !== 'string') return [...columns];
+      keys.push(value);
+    }
+    const name = `${quotePgIdent(table.id.schema)}.${quotePgIdent(table.id.table)}`;
+    const sql = `SELECT ${columns.map(quotePgIdent).join(', ')} FROM ${name} WHERE ${table.primaryKey
+      .map((k, i) => `${quotePgIdent(k)} = $${i + 1}`)
+      .join(' AND ')}`;
+    let found: Record<string, string | null> | undefined;
+    try {
+      found = (
+        await this.#query(sql, keys, `re-reading an unchanged TOAST value of ${tableKey(table.id)}`)
+      )[0];
+    } catch (error) {
+      // The table or column dropped since: a later change in the log says so, and bronze follows it.
+      const code =
+        error instanceof TributaryError ? (error.cause as { code?: unknown } | undefined)?.code : '';
+      if (code === '42P01' || code === '42703') return [...columns];
+      throw error;
+    }
+    if (!found) return [...columns];
+    for (const column of columns) {
+      const text = found[column];
+      const convert = decoder.convert[decoder.names.indexOf(column)];
+      row[column] = text === null || text === undefined || !convert ? null : convert(text);
+    }
+    return [];
   }
 
   async #decoder(relation: RelationInfo): Promise<RelationDecoder> {
@@ -374,6 +459,21 @@ export class PostgresSource implements SourceConnector {
       ),
     };
   }
+}
+
+/** Whether an UPDATE's old tuple (the replica identity's key or the full row) has another key than its new one. */
+function keyChanged(
+  table: TableSchema,
+  decoder: RelationDecoder,
+  before: TupleData,
+  after: TupleData,
+): boolean {
+  return table.primaryKey.some((k) => {
+    const i = decoder.names.indexOf(k);
+    const old = before[i];
+    const now = after[i];
+    return typeof old === 'string' && typeof now === 'string' && old !== now;
+  });
 }
 
 /**
