@@ -17,16 +17,22 @@ import { SecretStore, tributaryHome } from '../secrets/secret-store.js';
 import { MySqlSource } from '../sources/mysql/mysql-source.js';
 import { PostgresSource } from '../sources/postgres/postgres-source.js';
 
+/** What a source may say while it works: progress and warnings, through the pipeline's logger. */
+export interface SourceLog {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
 /** The source a gateway reads. */
 export async function openSource(
   config: TributaryConfig,
   gatewayName: string,
-  warn?: (message: string) => void,
+  log?: SourceLog,
 ): Promise<SourceConnector> {
   const gateway = config.gateways[gatewayName];
   const connection = gateway ? config.connections[gateway.connection] : undefined;
   if (!gateway || !connection) throw new TributaryError('INTERNAL', `gateway ${gatewayName} not validated`);
-  return openConnectionSource(config, connection, gateway, warn);
+  return openConnectionSource(config, connection, gateway, log);
 }
 
 /**
@@ -39,7 +45,7 @@ export async function openConnectionSource(
   gateway: GatewayConfig | undefined = Object.values(config.gateways).find(
     (g) => g.connection === connection.name,
   ),
-  warn?: (message: string) => void,
+  log?: SourceLog,
 ): Promise<SourceConnector> {
   const password = await resolveConnectionPassword(connection, new SecretStore(tributaryHome()));
   const common = {
@@ -60,13 +66,13 @@ export async function openConnectionSource(
         publishAllTables: Object.values(config.pipelines).some(
           (p) => p.gateway === gatewayName && p.objects.some((o) => 'schema' in o),
         ),
-        ...(warn ? { warn } : {}),
+        ...(log ? { log } : {}),
       },
     );
   }
   return new MySqlSource(common, {
     serverId: gateway?.server_id ?? defaultServerId(gatewayName),
-    ...(warn ? { log: { warn } } : {}),
+    ...(log ? { log } : {}),
   });
 }
 

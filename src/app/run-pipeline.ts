@@ -267,7 +267,7 @@ export async function runPipelineOnce(
   await mkdir(volume.dir, { recursive: true });
 
   await using _lock = await acquireRunLock(join(volume.dir, '.run.lock'), `Gateway ${gateway.name}`);
-  await using source = await openSource(config, gateway.name, (m) => options.log.warn(m));
+  await using source = await openSource(config, gateway.name, options.log);
   await using db = await DuckDb.open();
 
   // The head is read before the table shapes, so every change up to the head was written with a shape no

@@ -72,6 +72,10 @@ describe('retail workshop pipeline on PostgreSQL', () => {
   it('snapshots every table into a Delta table equal to the source, row for row', async () => {
     const run = await f.run();
     expect(run.stderr).toMatch(/snapshot: 6,200 of ~6,200 rows \(100%\)/);
+    // The WAL the slot held while the snapshot ran (nothing confirms it until streaming starts).
+    expect(run.stderr).toMatch(
+      /snapshot: the slot "tributary_gw" holds [\d.]+ k?B of WAL \(max_slot_wal_keep_size is unlimited\)/,
+    );
     for (const [name, key] of [
       ['customers', 'customer_id'],
       ['orders', 'order_id'],

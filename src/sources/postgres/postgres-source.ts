@@ -35,6 +35,7 @@ import { listTableNames, type PgTable, readTableSchemas } from './schema-reader.
 import { type PgSnapshotTable, readPgSnapshot, type SnapshotPoint } from './snapshot-reader.js';
 import { type DecodedChange, type RelationInfo, TransactionAssembler } from './transaction-assembler.js';
 import { PgTypeCatalog } from './type-mapping.js';
+import { describeSlotWal } from './wal-retention.js';
 
 export interface PostgresSourceOptions {
   /** The logical replication slot this gateway owns. */
@@ -46,9 +47,26 @@ export interface PostgresSourceOptions {
    * published) rather than FOR TABLE of the captured tables.
    */
   readonly publishAllTables: boolean;
-  /** Warnings about values Delta cannot hold (numeric NaN, infinite timestamps, ...); default: stderr. */
-  readonly warn?: (message: string) => void;
+  /**
+   * Progress (WAL held during a snapshot) and warnings (values Delta cannot hold, WAL near its limit). By
+   * default warnings go to stderr in the logger's format, as the MySQL source's do: a value staged as NULL
+   * must not go unreported.
+   */
+  readonly log?: SourceLog;
 }
+
+export interface SourceLog {
+  info(message: string): void;
+  warn(message: string): void;
+}
+
+const stderrWarnings: SourceLog = {
+  info: () => {},
+  warn: (m) => process.stderr.write(`${new Date().toISOString()} WARN  ${m}\n`),
+};
+
+/** How often a running snapshot reports the WAL its slot holds. */
+const WAL_REPORT_INTERVAL_MS = 30_000;
 
 /** A relation's columns as converters, in the order pgoutput sends them. */
 interface RelationDecoder {
@@ -61,6 +79,7 @@ export class PostgresSource implements SourceConnector {
   readonly #endpoint: PgEndpoint;
   readonly #options: PostgresSourceOptions;
   readonly #catalog: PgTypeCatalog;
+  readonly #log: SourceLog;
   /** Captured tables as last read, by `schema.table`: the snapshot's converters and key types. */
   readonly #tables = new Map<string, PgTable>();
   #control: pg.Client | undefined;
@@ -73,11 +92,8 @@ export class PostgresSource implements SourceConnector {
   constructor(endpoint: PgEndpoint, options: PostgresSourceOptions) {
     this.#endpoint = endpoint;
     this.#options = options;
-    // Nothing passes `warn` when the CLI runs a pipeline (open-source.ts), and a value staged as NULL must not
-    // go unreported: by default the warning goes to stderr in the logger's format, as the MySQL source does.
-    const warn =
-      options.warn ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} WARN  ${m}\n`));
-    this.#catalog = new PgTypeCatalog({ onLoss: warn });
+    this.#log = options.log ?? stderrWarnings;
+    this.#catalog = new PgTypeCatalog({ onLoss: (m) => this.#log.warn(m) });
   }
 
   async #client(): Promise<pg.Client> {
@@ -205,8 +221,9 @@ export class PostgresSource implements SourceConnector {
       exporter = undefined;
       await e?.end().catch(() => undefined);
     };
+    let lastWalReport = Date.now();
     try {
-      yield* readPgSnapshot(
+      const reading = readPgSnapshot(
         this.#endpoint,
         tables.map((t) => this.#snapshotTable(t)),
         point,
@@ -219,6 +236,14 @@ export class PostgresSource implements SourceConnector {
           },
         },
       );
+      for await (const batch of reading) {
+        yield batch;
+        if (Date.now() - lastWalReport >= WAL_REPORT_INTERVAL_MS) {
+          lastWalReport = Date.now();
+          await this.#reportSlotWal();
+        }
+      }
+      await this.#reportSlotWal();
     } finally {
       await closeExporter();
     }
@@ -305,6 +330,34 @@ export class PostgresSource implements SourceConnector {
     const control = this.#control;
     this.#control = undefined;
     await control?.end().catch(() => undefined);
+  }
+
+  /** Logs the WAL the slot holds; a failure to read it is not worth failing a snapshot over. */
+  async #reportSlotWal(): Promise<void> {
+    try {
+      const rows = await this.#query(
+        `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::float8 AS retained, wal_status,
+                safe_wal_size::float8 AS safe,
+                CASE WHEN current_setting('max_slot_wal_keep_size') = '-1' THEN NULL
+                     ELSE pg_size_bytes(current_setting('max_slot_wal_keep_size'))::float8 END AS max
+           FROM pg_replication_slots WHERE slot_name = $1`,
+        [this.#options.slot],
+        'reading the WAL held by the slot',
+      );
+      const r = rows[0];
+      if (!r) return;
+      const number = (v: string | null | undefined) =>
+        v === null || v === undefined ? undefined : Number(v);
+      const { level, message } = describeSlotWal(this.#options.slot, {
+        retainedBytes: number(r['retained']) ?? 0,
+        maxBytes: number(r['max']),
+        safeBytes: number(r['safe']),
+        walStatus: r['wal_status'] ?? undefined,
+      });
+      this.#log[level](message);
+    } catch {
+      // Reported by the next real use of the connection, if it matters.
+    }
   }
 
   async #ensurePublication(client: pg.Client, tables: readonly TableSchema[]): Promise<void> {
