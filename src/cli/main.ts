@@ -16,7 +16,7 @@ export const VERSION = '0.1.0';
 
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('tributary')
-    .description('Change data capture from MySQL and MariaDB into bronze Delta Lake tables.')
+    .description('Change data capture from MySQL, MariaDB and PostgreSQL into bronze Delta Lake tables.')
     .version(VERSION)
     .option('-c, --config <file>', 'configuration file', 'tributary.yaml')
     .showHelpAfterError('(run tributary --help for usage)')

@@ -27,7 +27,7 @@ export function registerPreflightCommand(program: Command, ctx: CliContext): voi
   program
     .command('preflight')
     .description(
-      "check a source against the production checklist (binlog settings, retention, the CDC user's grants, keys)",
+      "check a source against the production checklist (log settings and retention, the CDC user's grants, keys; MySQL binlog or PostgreSQL logical replication)",
     )
     .argument('<connection>', 'connection name from the config')
     .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
