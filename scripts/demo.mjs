@@ -16,5 +16,12 @@ if (!existsSync(join(root, 'dist', 'demo', 'run-demo.js'))) {
     },
   );
 }
-const { runDemo } = await import('../dist/demo/run-demo.js');
-process.exit(await runDemo({ keep: process.argv.includes('--keep') }));
+const { runDemo, demoOptions } = await import('../dist/demo/run-demo.js');
+let options;
+try {
+  options = demoOptions(process.argv.slice(2));
+} catch (error) {
+  process.stderr.write(`${error.message}\n`);
+  process.exit(2);
+}
+process.exit(await runDemo(options));

@@ -1,6 +1,6 @@
 /**
- * `npm run demo`: the retail workshop end to end on a throwaway MariaDB, driven through the real `tributary`
- * command line exactly as a user would type it. Exits 0 only when every workshop validation query gives
+ * `npm run demo`: the retail workshop end to end on a throwaway MariaDB (or PostgreSQL, with `-- --source
+ * postgresql`), driven through the real `tributary` command line exactly as a user would type it. Exits 0 only when every workshop validation query gives
  * the workshop's answer.
  */
 import { spawn } from 'node:child_process';
@@ -9,12 +9,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import mysql from 'mysql2/promise';
 import { messageOf } from '../core/errors.js';
-import { startMariaDb } from '../testing/mariadb-server.js';
+import { type DemoSourceType, startDemoSource, startingBanner } from './demo-source.js';
 import {
   createRetailSchema,
-  mysqlRetailDatabase,
   runWorkshopScenario,
   sourceCounts,
   WORKSHOP_SCENARIO,
@@ -64,80 +62,53 @@ async function must(result: Promise<CliResult>, what: string): Promise<CliResult
   return r;
 }
 
-export async function runDemo(options: { keep?: boolean } = {}): Promise<number> {
+export async function runDemo(options: { keep?: boolean; source?: DemoSourceType } = {}): Promise<number> {
+  const type = options.source ?? 'mariadb';
   const work = await mkdtemp(join(tmpdir(), 'tributary-demo-'));
-  banner('Starting a throwaway MariaDB (installs mariadb-server with apt-get when missing)');
-  const server = await startMariaDb();
-  process.stdout.write(`MariaDB listening on ${server.host}:${server.port}; working directory ${work}\n`);
+  banner(startingBanner(type));
+  process.stdout.write(`working directory ${work}\n`);
+  const source = await startDemoSource(type, (line) => process.stdout.write(`${line}\n`));
   try {
-    const admin = await mysql.createConnection({
-      host: server.host,
-      port: server.port,
-      user: server.rootUser,
-      password: server.rootPassword,
-      charset: 'utf8mb4',
-    });
-    try {
+    {
+      const retail = source.retail;
       banner('Creating retail_db with the workshop tables and generated data');
-      await admin.query('CREATE DATABASE retail_db CHARACTER SET utf8mb4');
-      await admin.query('USE retail_db');
-      const retail = mysqlRetailDatabase(admin);
       await createRetailSchema(retail);
       const seeded = await sourceCounts(retail);
       process.stdout.write(
         `customers ${seeded.customers}, orders ${seeded.orders}, products ${seeded.products}\n`,
       );
 
-      banner('Creating a least-privilege CDC user (checklist section 2)');
-      const cdcPassword = randomBytes(18).toString('base64url');
-      await admin.query("CREATE USER 'cdc_user'@'127.0.0.1' IDENTIFIED BY ?", [cdcPassword]);
-      await admin.query("GRANT SELECT ON retail_db.* TO 'cdc_user'@'127.0.0.1'");
-      await admin.query("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'cdc_user'@'127.0.0.1'");
-      const [grants] = await admin.query("SHOW GRANTS FOR 'cdc_user'@'127.0.0.1'");
-      for (const g of grants as Array<Record<string, string>>)
-        process.stdout.write(`${Object.values(g)[0]?.replace(/PASSWORD '[^']*'/, "PASSWORD '***'")}\n`);
+      banner('A least-privilege CDC user (checklist section 2)');
+      for (const line of source.grants) process.stdout.write(`${line}\n`);
 
       const env = { ...process.env, TRIBUTARY_HOME: join(work, 'home') };
       const run = (args: string[], input?: string, echo = false) =>
         tributary(args, { cwd: work, env, ...(input === undefined ? {} : { input }), echo });
 
       banner('Storing the CDC password as a secret');
-      process.stdout.write('$ tributary secrets create-scope --scope mysql_credentials\n');
-      await must(run(['secrets', 'create-scope', '--scope', 'mysql_credentials']), 'secrets create-scope');
+      const scope = source.secretScope;
+      process.stdout.write(`$ tributary secrets create-scope --scope ${scope}\n`);
+      await must(run(['secrets', 'create-scope', '--scope', scope]), 'secrets create-scope');
       process.stdout.write(
-        '$ tributary secrets put --scope mysql_credentials --key cdc_password   (value on stdin)\n',
+        `$ tributary secrets put --scope ${scope} --key cdc_password   (value on stdin)\n`,
       );
       await must(
-        run(['secrets', 'put', '--scope', 'mysql_credentials', '--key', 'cdc_password'], `${cdcPassword}\n`),
+        run(['secrets', 'put', '--scope', scope, '--key', 'cdc_password'], `${source.cdcPassword}\n`),
         'secrets put',
       );
 
       const config = `warehouse: ./lakehouse
 connections:
-  retail_mysql_connection:
-    type: mysql
-    host: ${server.host}
-    port: ${server.port}
-    user: cdc_user
-    password: "{{secrets/mysql_credentials/cdc_password}}"
+${source.connectionYaml}
 gateways:
   retail_ingestion_gateway:
-    connection: retail_mysql_connection
+    connection: ${type === 'mariadb' ? 'retail_mysql_connection' : 'retail_pg_connection'}
     storage: retail_analytics.landing.ingestion_volume
 pipelines:
   retail_ingestion_pipeline:
     gateway: retail_ingestion_gateway
     objects:
-      - table:
-          source_schema: retail_db
-          source_table: customers
-          destination_catalog: retail_analytics
-          destination_schema: bronze
-          table_configuration: { scd_type: SCD_TYPE_1 }
-      - schema:
-          source_schema: retail_db
-          destination_catalog: retail_analytics
-          destination_schema: bronze
+${source.objectsYaml}
 `;
       await writeFile(join(work, 'tributary.yaml'), config);
       banner('tributary.yaml');
@@ -172,14 +143,22 @@ pipelines:
 
       banner(failures === 0 ? 'All workshop validations hold' : `${failures} workshop validation(s) failed`);
       return failures === 0 ? 0 : 1;
-    } finally {
-      await admin.end();
     }
   } finally {
-    await server.stop();
+    await source.close();
     if (options.keep) process.stdout.write(`kept ${work}\n`);
     else await rm(work, { recursive: true, force: true });
   }
+}
+
+/** `--keep` keeps the working directory; `--source postgresql` runs the workshop on PostgreSQL. */
+export function demoOptions(args: readonly string[]): { keep: boolean; source: DemoSourceType } {
+  const at = args.indexOf('--source');
+  const source = at >= 0 ? args[at + 1] : 'mariadb';
+  if (source !== 'mariadb' && source !== 'postgresql') {
+    throw new Error(`--source must be mariadb or postgresql, not ${String(source)}`);
+  }
+  return { keep: args.includes('--keep'), source };
 }
 
 async function validate(
@@ -203,7 +182,7 @@ async function validate(
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  runDemo({ keep: process.argv.includes('--keep') }).then(
+  runDemo(demoOptions(process.argv.slice(2))).then(
     (code) => process.exit(code),
     (error: unknown) => {
       process.stderr.write(`demo failed: ${messageOf(error)}\n`);

@@ -491,12 +491,22 @@ export class PostgresSource implements SourceConnector {
       throw error;
     }
     if (!found) return [...columns];
+    const left: string[] = [];
     for (const column of columns) {
       const text = found[column];
       const convert = decoder.convert[decoder.names.indexOf(column)];
-      row[column] = text === null || text === undefined || !convert ? null : convert(text);
+      try {
+        row[column] = text === null || text === undefined || !convert ? null : convert(text);
+      } catch (error) {
+        // The column's type changed since the change (a later ALTER): failing here would fail every run
+        // again at the same change, so the value is left out, and said so.
+        this.#log.warn(
+          `${tableKey(table.id)}.${column}: the value re-read for an update that changed the key does not fit the column's type at the time of the change (${error instanceof Error ? error.message : String(error)}); it is staged as NULL.`,
+        );
+        left.push(column);
+      }
     }
-    return [];
+    return left;
   }
 
   async #decoder(relation: RelationInfo): Promise<RelationDecoder> {
