@@ -102,10 +102,16 @@ export async function ensurePublication(
   );
   let statement: string;
   if (pub.rows.length === 0) {
-    if (!options.allTables && tables.length === 0) return;
+    // FOR ALL TABLES needs a superuser; an owner of the tables publishes them by name instead, and later
+    // tables of a captured schema are added by name as they appear.
+    const superuser = await client.query(
+      'SELECT rolsuper::text AS s FROM pg_roles WHERE rolname = current_user',
+    );
+    const allTables = options.allTables && (superuser.rows[0] as { s?: string } | undefined)?.s === 'true';
+    if (!allTables && tables.length === 0) return;
     // A partitioned table's changes then arrive under its own name rather than each partition's.
     const via = ' WITH (publish_via_partition_root = true)';
-    statement = options.allTables
+    statement = allTables
       ? `CREATE PUBLICATION ${quotePgIdent(name)} FOR ALL TABLES${via}`
       : `CREATE PUBLICATION ${quotePgIdent(name)} FOR TABLE ${list(tables)}${via}`;
   } else {
@@ -132,7 +138,7 @@ export async function ensurePublication(
       'SOURCE_PRIVILEGE_MISSING',
       `User "${endpoint.user}" of connection "${endpoint.name}" may not ${pub.rows.length === 0 ? 'create' : 'change'} the publication "${name}" that capture needs.`,
       {
-        hint: `Have a database owner or superuser run:\n  ${statement};\nthen run again.${options.allTables ? ' (FOR ALL TABLES needs a superuser; a publication FOR TABLE of the captured tables works as well.)' : ''}`,
+        hint: `Have a database owner or superuser run:\n  ${statement};\nthen run again.`,
         cause: error,
       },
     );
