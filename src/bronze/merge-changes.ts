@@ -39,6 +39,7 @@ import { type StructField, type StructType, schemaString } from '../delta/schema
 import type { Snapshot } from '../delta/snapshot.js';
 import { isFeatureSupported, protocolFor } from '../delta/table-features.js';
 import { isEnabled } from '../delta/table-properties.js';
+import { ENABLE_TYPE_WIDENING } from '../delta/type-widening.js';
 import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from '../engine/duckdb.js';
 import { duckDbTypeFor } from '../engine/duckdb-types.js';
 import { computeFileStats } from '../engine/file-stats.js';
@@ -103,6 +104,8 @@ export interface MergePlan {
 }
 
 const FILE_COLUMN = '_tributary_file';
+const FULL_REFRESH_HINT =
+  'A full refresh of the table is needed: stop the pipeline, remove the gateway directory in the staging volume and the bronze table, and run again (a fresh snapshot then creates the table with the new types).';
 /** The scan's extra columns in the locate step; the prefix keeps them clear of source column names. */
 const FILE_ID = '__tributary_file_id';
 const ROW_INDEX = '__tributary_row_index';
@@ -144,18 +147,38 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
     actions.push({ protocol }, { metaData: metadata });
   } else {
     const evolved = evolveSchema(snapshot.schema, incoming);
+    const name = `${input.source.id.schema}.${input.source.id.table}`;
     if (evolved.conflicts.length > 0) {
       throw new TributaryError(
         'SOURCE_SCHEMA_CHANGED',
-        `The source table ${input.source.id.schema}.${input.source.id.table} changed column types incompatibly: ${evolved.conflicts.join('; ')}.`,
-        { hint: 'Re-create the bronze table from a fresh snapshot (full refresh).' },
+        `The source table ${name} changed column types in a way the bronze table ${input.tableRoot} cannot follow: ${evolved.conflicts.join('; ')}. Delta type widening allows only byte → short → integer → long, float → double, byte/short/integer → double, date → timestamp_ntz and wider decimals (integer types included).`,
+        { hint: FULL_REFRESH_HINT },
       );
     }
     schema = evolved.schema;
     protocol = snapshot.protocol;
     metadata = snapshot.metadata;
-    if (evolved.added.length > 0) {
-      actions.push({ metaData: { ...snapshot.metadata, schemaString: schemaString(schema) } });
+    if (evolved.widened.length > 0) {
+      // The protocol lets a writer widen only while delta.enableTypeWidening is true; bronze turns it on with
+      // the first widening, unless someone set it to false on purpose.
+      if (metadata.configuration[ENABLE_TYPE_WIDENING]?.toLowerCase() === 'false') {
+        throw new TributaryError(
+          'SOURCE_SCHEMA_CHANGED',
+          `The source table ${name} widened column types (${evolved.widened.map((w) => `${w.name}: ${w.from} -> ${w.to}`).join('; ')}), and the bronze table ${input.tableRoot} has ${ENABLE_TYPE_WIDENING}=false.`,
+          {
+            hint: `Set ${ENABLE_TYPE_WIDENING}=true on the bronze table (ALTER TABLE ... SET TBLPROPERTIES) and run again, or ${FULL_REFRESH_HINT.charAt(0).toLowerCase()}${FULL_REFRESH_HINT.slice(1)}`,
+          },
+        );
+      }
+      const configuration = { ...metadata.configuration, [ENABLE_TYPE_WIDENING]: 'true' };
+      const upgraded = protocolFor(configuration, schema, { current: protocol });
+      if (JSON.stringify(upgraded) !== JSON.stringify(protocol)) actions.push({ protocol: upgraded });
+      protocol = upgraded;
+      metadata = { ...metadata, configuration };
+    }
+    if (evolved.added.length > 0 || evolved.widened.length > 0) {
+      metadata = { ...metadata, schemaString: schemaString(schema) };
+      actions.push({ metaData: metadata });
     }
   }
   // Property on but feature missing from the protocol: a DV would be refused at commit, so rewrite instead.

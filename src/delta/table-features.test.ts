@@ -225,7 +225,7 @@ describe('checkWriteSupport', () => {
       'rowTracking',
       'clustering',
       'icebergCompatV2',
-      'typeWidening',
+      'typeWidening-preview',
       'variantType',
       'madeUpFeature',
     ]) {

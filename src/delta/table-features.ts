@@ -86,6 +86,9 @@ const WRITER_SUPPORT: ReadonlyMap<string, true | ((metadata: Metadata) => string
   ['vacuumProtocolCheck', true],
   ['inCommitTimestamp', true],
   ['domainMetadata', true],
+  // Type changes are applied only through type-widening.ts (the supported changes, recorded in
+  // delta.typeChanges); every other writer keeps the schema, and reads older files widened through scan.ts.
+  ['typeWidening', true],
 ]);
 
 /** The writer features this writer implements (some only while unused; see {@link checkWriteSupport}). */
@@ -258,7 +261,7 @@ export interface WriteSupportOptions {
 /**
  * The data writer's check: throws `DELTA_PROTOCOL`, naming the feature, when rows cannot be written to a table
  * with this protocol and metadata: writer version above 7, a listed (or legacy-implied) writer feature this
- * writer does not implement (rowTracking, typeWidening, variantType, clustering, icebergCompat*,
+ * writer does not implement (rowTracking, typeWidening-preview, variantType, clustering, icebergCompat*,
  * catalogManaged, collations, unknown names, ...), or a supported-while-unused feature that is in use
  * (invariants, CHECK constraints, generated or identity columns, column mapping name/id), unless the caller
  * lists it in `options.honouredFeatures`.

@@ -48,7 +48,8 @@ const KNOWN: readonly KnownProperty[] = [
   { key: 'delta.enableDeletionVectors', kind: 'boolean', refuse: { values: ['true'], why: NOT_WRITTEN } },
   { key: 'delta.enableRowTracking', kind: 'boolean', refuse: { values: ['true'], why: NOT_WRITTEN } },
   { key: 'delta.enableInCommitTimestamps', kind: 'boolean', refuse: { values: ['true'], why: NOT_WRITTEN } },
-  { key: 'delta.enableTypeWidening', kind: 'boolean', refuse: { values: ['true'], why: NOT_WRITTEN } },
+  // Honoured by the bronze merge, the one writer that changes column types (src/delta/type-widening.ts).
+  { key: 'delta.enableTypeWidening', kind: 'boolean' },
   { key: 'delta.columnMapping.mode', kind: 'string', refuse: { values: ['name', 'id'], why: NOT_WRITTEN } },
   { key: 'delta.checkpointPolicy', kind: 'string', refuse: { values: ['v2'], why: NOT_WRITTEN } },
   {

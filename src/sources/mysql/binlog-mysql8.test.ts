@@ -32,7 +32,7 @@ import type { ChangeBatch } from '../../core/change.js';
 import { asPosition } from '../../core/position.js';
 import type { TableSchema } from '../../core/table.js';
 import { decodeBinlogPosition, encodeBinlogPosition, type ServerIdentity } from './binlog-position.js';
-import { type BinlogStart, readBinlog } from './binlog-reader.js';
+import { type BinlogLog, type BinlogStart, readBinlog } from './binlog-reader.js';
 import { GtidState } from './gtid.js';
 
 const OLD_PRIMARY = '3e11fa47-71ca-11e1-9e33-c80aa9429562';
@@ -176,7 +176,7 @@ class BinlogWriter {
     );
   }
 
-  tableMap(tableId: number): void {
+  tableMap(tableId: number, names: readonly string[] = ['id', 'note', 'amount', 'big', 'created']): void {
     const types = Buffer.from([LONG, VARCHAR, NEWDECIMAL, LONGLONG, DATETIME2]);
     // VARCHAR(32) utf8mb4: max 128 bytes; DECIMAL(10,2): precision, scale; DATETIME(6): fsp.
     const metadata = Buffer.concat([u16(128), u8(10), u8(2), u8(6)]);
@@ -185,7 +185,7 @@ class BinlogWriter {
     const optional = Buffer.concat([
       field(1, u8(0b0010_0000)), // SIGNEDNESS over id, amount, big: only big is unsigned
       field(2, Buffer.concat([u8(0xfc), u16(255)])), // DEFAULT_CHARSET: utf8mb4_0900_ai_ci
-      field(4, Buffer.concat(['id', 'note', 'amount', 'big', 'created'].map(lenencString))), // COLUMN_NAME
+      field(4, Buffer.concat(names.map(lenencString))), // COLUMN_NAME
       field(8, lenenc(0)), // SIMPLE_PRIMARY_KEY: column 0
     ]);
     this.add(
@@ -356,9 +356,16 @@ function scriptedZongJi(): { zongji: ZongJi; binlog: ScriptedConnection } {
   return { zongji, binlog };
 }
 
+/** The shape the table has at the start of the stream, as the TABLE_MAP events below describe it. */
 const orders: TableSchema = {
   id: { schema: 'shop', table: 'orders' },
-  columns: [],
+  columns: [
+    { name: 'id', type: 'integer', nullable: false, sourceType: 'int' },
+    { name: 'note', type: 'string', nullable: true, sourceType: 'varchar(32)' },
+    { name: 'amount', type: 'decimal(10,2)', nullable: true, sourceType: 'decimal(10,2)' },
+    { name: 'big', type: 'decimal(20,0)', nullable: true, sourceType: 'bigint unsigned' },
+    { name: 'created', type: 'timestamp', nullable: true, sourceType: 'datetime(6)' },
+  ],
   primaryKey: ['id'],
 };
 
@@ -367,6 +374,7 @@ async function stream(
   server: ServerIdentity,
   packets: readonly Buffer[],
   count: number,
+  log?: BinlogLog,
 ): Promise<{ batches: ChangeBatch[]; binlog: ScriptedConnection }> {
   const { zongji, binlog } = scriptedZongJi();
   const controller = new AbortController();
@@ -374,7 +382,14 @@ async function stream(
     { host: '127.0.0.1', port: 3306, user: 'cdc', password: '', name: 'src' },
     asPosition('~0'),
     start,
-    { tables: [orders], signal: controller.signal, serverId: 5401, server, client: () => zongji },
+    {
+      tables: [orders],
+      signal: controller.signal,
+      serverId: 5401,
+      server,
+      client: () => zongji,
+      ...(log ? { log } : {}),
+    },
   )[Symbol.asyncIterator]();
   const batches: ChangeBatch[] = [];
   const first = reading.next();
@@ -534,6 +549,67 @@ describe('MySQL 8 binlog bytes through zongji into readBinlog', () => {
     expect(dump.readBigUInt64LE(15)).toBe(4n);
     const set = dump.subarray(27, 27 + dump.readUInt32LE(23));
     expect(set).toEqual(Buffer.concat([u64(1), uuidBytes(OLD_PRIMARY), u64(1), u64(1), u64(6)]));
+  });
+});
+
+describe('DDL between transactions (binlog_row_metadata=FULL)', () => {
+  it('sends the shape a changed TABLE_MAP describes ahead of the rows, which decode with the new names', async () => {
+    const log = new BinlogWriter(1000);
+    log.fakeRotate(FILE, 1000);
+    log.formatDescription();
+    log.transaction(OLD_PRIMARY, 6, WRITE_ROWS_EVENT, [image(rowA)]);
+    log.gtid(OLD_PRIMARY, 7);
+    log.query('ALTER TABLE orders RENAME COLUMN note TO label');
+    // The server gives the altered table a new table id; its TABLE_MAP names the columns as they are now.
+    log.gtid(OLD_PRIMARY, 8);
+    log.query('BEGIN');
+    log.tableMap(109, ['id', 'label', 'amount', 'big', 'created']);
+    log.rows(WRITE_ROWS_EVENT, 109, [image(rowB)]);
+    log.xid(80);
+    // The same shape again: no second schema event.
+    log.gtid(OLD_PRIMARY, 9);
+    log.query('BEGIN');
+    log.tableMap(109, ['id', 'label', 'amount', 'big', 'created']);
+    log.rows(DELETE_ROWS_EVENT, 109, [image(rowB)]);
+    log.xid(90);
+    const start: BinlogStart = {
+      kind: 'file',
+      file: FILE,
+      offset: 1000,
+      gtid: `${OLD_PRIMARY}:1-5`,
+      ordinal: 5n,
+    };
+    const said: string[] = [];
+    const { batches } = await stream(start, mysql8, log.packets, 4, {
+      info: (m) => said.push(`INFO ${m}`),
+      warn: (m) => said.push(`WARN ${m}`),
+    });
+
+    const table = { schema: 'shop', table: 'orders' };
+    const events = batches.map((b) => b.events.map((e) => e.kind));
+    // The stream starts with the shape capture already knows: rows only. The DDL is a transaction of its own,
+    // and the first TABLE_MAP after it brings the new shape; the next one, the same again, brings nothing.
+    expect(events).toEqual([['insert'], [], ['schema', 'insert'], ['delete']]);
+    const shape = batches[2]?.events[0];
+    expect(shape).toEqual({
+      kind: 'schema',
+      table,
+      schema: {
+        ...orders,
+        columns: [
+          orders.columns[0],
+          { name: 'label', type: 'string', nullable: true, sourceType: 'varchar(32)' },
+          ...orders.columns.slice(2),
+        ],
+      },
+    });
+    expect(batches[2]?.events[1]).toMatchObject({ kind: 'insert', table, after: { id: 2, label: null } });
+    expect(batches[3]?.events[0]).toMatchObject({ kind: 'delete', table, before: { id: 2, label: null } });
+    expect(said).toEqual([
+      expect.stringMatching(
+        /^WARN shop\.orders: column note was renamed to label at the source \(binlog binlog\.000007:\d+\)\. The bronze table gets a new column label .* coalesce\(label, note\)/,
+      ),
+    ]);
   });
 });
 

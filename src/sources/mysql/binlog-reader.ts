@@ -15,7 +15,7 @@ import type { ChangeBatch, ChangeEvent } from '../../core/change.js';
 import { TributaryError } from '../../core/errors.js';
 import type { StreamOptions } from '../../core/ports.js';
 import type { Position } from '../../core/position.js';
-import { type Row, type TableId, tableKey } from '../../core/table.js';
+import { type ColumnSchema, type Row, type TableId, type TableSchema, tableKey } from '../../core/table.js';
 import {
   type BinlogCoordinates,
   decodeBinlogPosition,
@@ -26,6 +26,7 @@ import {
 import { classifyMySqlError, driverOptions, type MySqlEndpoint, verifyPeerIdentity } from './connect.js';
 import { GtidState, gtidOrdinal } from './gtid.js';
 import type { ResumePlan } from './resume-plan.js';
+import { deltaTypeFor } from './type-mapping.js';
 
 const HIGH_WATER = 20_000;
 const LOW_WATER = 2_000;
@@ -38,7 +39,19 @@ export interface ZongJiEvent {
   timestamp: number;
   nextPosition: number;
   tableId?: number;
-  tableMap?: Record<number, { parentSchema: string; tableName: string }>;
+  tableMap?: Record<
+    number,
+    {
+      parentSchema: string;
+      tableName: string;
+      /** INFORMATION_SCHEMA.COLUMNS-shaped rows: from the event itself under binlog_row_metadata=FULL. */
+      columnSchemas?: ReadonlyArray<{ COLUMN_NAME: string; COLUMN_TYPE: string }>;
+    }
+  >;
+  /** TableMap events: true when the event carries its column names (binlog_row_metadata=FULL). */
+  hasSelfDescribingMetadata?: () => boolean;
+  /** TableMap events under binlog_row_metadata=FULL: the column names as of the rows that follow. */
+  columnNames?: readonly string[];
   rows?: Array<Row | { before: Row; after: Row }>;
   query?: string;
   schema?: string;
@@ -56,9 +69,17 @@ type Item = { event: ZongJiEvent; file: string } | { error: unknown };
 /** Where a stream starts: a file and offset of this server, or a GTID state (any server of the topology). */
 export type BinlogStart = Extract<ResumePlan, { kind: 'file' | 'gtid' }>;
 
+/** Where the reader reports DDL it reads for the captured schemas. */
+export interface BinlogLog {
+  info?(message: string): void;
+  warn(message: string): void;
+}
+
 export interface BinlogStreamOptions extends StreamOptions {
   /** The replica server_id the dump connection announces. */
   readonly serverId: number;
+  /** DDL of the captured schemas (DROP and RENAME of captured tables, renamed columns, ...) is said here. */
+  readonly log?: BinlogLog;
   /** The server the stream reads, recorded in every position. */
   readonly server: ServerIdentity;
   /** Builds the zongji client; tests hand in one with a scripted connection. */
@@ -95,7 +116,12 @@ export async function* readBinlog(
   for (const t of options.tables) {
     includeSchema[t.id.schema] = [...(includeSchema[t.id.schema] ?? []), t.id.table];
   }
-  const assembler = new TransactionAssembler({ captured, server: options.server, start });
+  const assembler = new TransactionAssembler({
+    captured,
+    server: options.server,
+    start,
+    shapes: options.tables,
+  });
 
   const zongji = options.client?.() ?? new ZongJi(driverOptions(endpoint));
   const queue: Item[] = [];
@@ -170,6 +196,10 @@ export async function* readBinlog(
       if ('error' in item) throw classifyBinlogError(item.error, endpoint, from, start);
 
       const batch = assembler.push(item.event, item.file);
+      for (const notice of assembler.takeNotices()) {
+        if (notice.level === 'warn' || !options.log?.info) options.log?.warn(notice.message);
+        else options.log.info(notice.message);
+      }
       if (!batch) continue;
       yield batch;
       if (until !== undefined && batch.position >= until) return;
@@ -188,6 +218,11 @@ export async function* readBinlog(
  */
 export class TransactionAssembler {
   readonly #captured: ReadonlySet<string>;
+  /** The databases of the captured tables: DDL there is reported (a table renamed away, dropped, created). */
+  readonly #schemas: ReadonlySet<string>;
+  /** Each captured table's shape as of the last TABLE_MAP read (binlog_row_metadata=FULL), by key. */
+  readonly #shapes = new Map<string, TableSchema>();
+  #notices: DdlNotice[] = [];
   readonly #server: ServerIdentity;
   #events: ChangeEvent[] = [];
   #gtid: GtidState;
@@ -201,9 +236,17 @@ export class TransactionAssembler {
   #skipThrough: BinlogCoordinates | undefined;
   #inTransaction = false;
 
-  constructor(options: { captured: ReadonlySet<string>; server: ServerIdentity; start: BinlogStart }) {
+  constructor(options: {
+    captured: ReadonlySet<string>;
+    server: ServerIdentity;
+    start: BinlogStart;
+    /** The shapes the captured tables are known by; a TABLE_MAP that differs yields a `schema` event. */
+    shapes?: readonly TableSchema[];
+  }) {
     const { start } = options;
     this.#captured = options.captured;
+    this.#schemas = new Set([...options.captured].map((k) => k.slice(0, k.indexOf('.'))));
+    for (const t of options.shapes ?? []) this.#shapes.set(tableKey(t.id), t);
     this.#server = options.server;
     this.#gtid = GtidState.parse(options.server.flavor, start.gtid ?? '');
     this.#needSeed = start.gtid === undefined;
@@ -217,6 +260,40 @@ export class TransactionAssembler {
   /** True between a transaction's first event and its commit. */
   get inTransaction(): boolean {
     return this.#inTransaction;
+  }
+
+  /** What the DDL read since the last call means for capture, to be logged. */
+  takeNotices(): DdlNotice[] {
+    const notices = this.#notices;
+    this.#notices = [];
+    return notices;
+  }
+
+  /**
+   * A TABLE_MAP that describes itself (binlog_row_metadata=FULL) gives the table's shape as of this point in
+   * the log, which is what zongji decodes the following rows with. When it differs from the shape known so
+   * far (a column added, dropped, renamed or retyped by DDL), a `schema` event goes ahead of the rows.
+   */
+  #tableMap(event: ZongJiEvent): void {
+    const info = event.tableMap?.[event.tableId ?? -1];
+    if (!info?.columnSchemas || event.hasSelfDescribingMetadata?.() !== true) return;
+    // zongji still asks information_schema (today's shape) for some MariaDB tables (old-style temporal
+    // columns): trust the column list only when it names the columns this event names.
+    const names = info.columnSchemas.map((c) => c.COLUMN_NAME);
+    if (JSON.stringify(names) !== JSON.stringify(event.columnNames)) return;
+    const table: TableId = { schema: info.parentSchema, table: info.tableName };
+    const key = tableKey(table);
+    if (!this.#captured.has(key)) return;
+    const known = this.#shapes.get(key);
+    const shape = shapeFromLog(table, info.columnSchemas, known);
+    if (known && sameShape(shape, known)) return;
+    this.#shapes.set(key, shape);
+    this.#events.push({ kind: 'schema', table, schema: shape });
+  }
+
+  #ddl(sql: string, schema: string, where: string): void {
+    for (const notice of ddlNotices(sql, schema, { captured: this.#captured, schemas: this.#schemas, where }))
+      this.#notices.push(notice);
   }
 
   push(event: ZongJiEvent, file: string): ChangeBatch | undefined {
@@ -244,6 +321,9 @@ export class TransactionAssembler {
         if (this.#pending !== undefined) this.#gtid.add(this.#pending);
         this.#pending = event.gtid;
         this.#inTransaction = true;
+        return undefined;
+      case 'tablemap':
+        if (!skipping) this.#tableMap(event);
         return undefined;
       case 'writerows':
       case 'updaterows':
@@ -284,6 +364,8 @@ export class TransactionAssembler {
         if (!skipping && /^TRUNCATE\b/.test(upper)) {
           const table = truncatedTable(sql, event.schema ?? '', this.#captured);
           if (table) this.#events.push({ kind: 'truncate', table });
+        } else if (!skipping && upper !== 'COMMIT') {
+          this.#ddl(sql, event.schema ?? '', `binlog ${file}:${event.nextPosition}`);
         }
         break;
       }
@@ -317,6 +399,203 @@ export class TransactionAssembler {
     this.#inTransaction = false;
     return { origin: 'stream', position, commitTime: new Date(event.timestamp), complete: true, events };
   }
+}
+
+/** A line for the log about DDL read from the binlog. */
+export interface DdlNotice {
+  readonly level: 'info' | 'warn';
+  readonly message: string;
+}
+
+/** MariaDB logs these as fixed-length binary in TABLE_MAP; the table definition knows they are text. */
+const LOGGED_AS_BYTES = /^(uuid|inet4|inet6)\b/i;
+
+/**
+ * The shape a TABLE_MAP's column list describes. A column the known shape has with the same Delta type keeps
+ * its known entry (nullability, the source's own type text); a column of a type with no Delta mapping is left
+ * out, as it cannot be staged.
+ */
+function shapeFromLog(
+  table: TableId,
+  logged: ReadonlyArray<{ COLUMN_NAME: string; COLUMN_TYPE: string }>,
+  known: TableSchema | undefined,
+): TableSchema {
+  const columns: ColumnSchema[] = [];
+  for (const c of logged) {
+    const prior = known?.columns.find((k) => k.name === c.COLUMN_NAME);
+    let type: string;
+    try {
+      type = deltaTypeFor(c.COLUMN_TYPE, `${tableKey(table)}.${c.COLUMN_NAME}`);
+    } catch {
+      if (prior) columns.push(prior);
+      continue;
+    }
+    if (prior && (prior.type === type || LOGGED_AS_BYTES.test(prior.sourceType))) columns.push(prior);
+    else
+      columns.push({
+        name: c.COLUMN_NAME,
+        type,
+        nullable: prior?.nullable ?? true,
+        sourceType: c.COLUMN_TYPE,
+      });
+  }
+  const names = new Set(columns.map((c) => c.name));
+  const key = (known?.primaryKey ?? []).filter((k) => names.has(k));
+  return {
+    id: table,
+    columns,
+    primaryKey: key.length > 0 ? key : (known?.primaryKey ?? []),
+    ...(known?.keySource ? { keySource: known.keySource } : {}),
+  };
+}
+
+function sameShape(a: TableSchema, b: TableSchema): boolean {
+  const sig = (t: TableSchema) => JSON.stringify(t.columns.map((c) => [c.name, c.type]));
+  return sig(a) === sig(b);
+}
+
+const IDENT = '(?:`(?:[^`]|``)+`|[A-Za-z0-9_$]+)';
+const QUALIFIED = `${IDENT}(?:\\s*\\.\\s*${IDENT})?`;
+
+function unquote(name: string): string {
+  return name.startsWith('`') ? name.slice(1, -1).replaceAll('``', '`') : name;
+}
+
+/** `db.t`, `` `db`.`t` `` or `t` (in the session's database) as a TableId. */
+function qualified(text: string, schema: string): TableId {
+  const parts = new RegExp(`^(${IDENT})(?:\\s*\\.\\s*(${IDENT}))?$`).exec(text.trim());
+  if (!parts?.[1]) return { schema, table: text.trim() };
+  return parts[2]
+    ? { schema: unquote(parts[1]), table: unquote(parts[2]) }
+    : { schema, table: unquote(parts[1]) };
+}
+
+/** The qualified names of a comma-separated list, up to the first thing that is not one. */
+function nameList(text: string, schema: string): TableId[] {
+  const names: TableId[] = [];
+  const re = new RegExp(`^\\s*(${QUALIFIED})\\s*(,)?`);
+  let rest = text;
+  for (;;) {
+    const m = re.exec(rest);
+    if (!m?.[1]) break;
+    names.push(qualified(m[1], schema));
+    if (!m[2]) break;
+    rest = rest.slice(m[0].length);
+  }
+  return names;
+}
+
+/** Leading comments (`/* ... *\/`, `-- ...`) are not part of the statement's shape. */
+function stripLeadingComments(sql: string): string {
+  let s = sql.trimStart();
+  for (;;) {
+    if (s.startsWith('/*') && !s.startsWith('/*!')) s = s.slice(s.indexOf('*/') + 2).trimStart();
+    else if (s.startsWith('--') || s.startsWith('#'))
+      s = s.slice(s.indexOf('\n') + 1 || s.length).trimStart();
+    else return s;
+  }
+}
+
+/**
+ * What a DDL statement of the binlog means for capture, for the tables of the captured databases: a captured
+ * table dropped or renamed away (it is no longer captured, its bronze table stays), a column renamed (bronze
+ * keeps the old column and adds the new one), any other ALTER of a captured table, a table created.
+ */
+export function ddlNotices(
+  sql: string,
+  schema: string,
+  scope: { captured: ReadonlySet<string>; schemas: ReadonlySet<string>; where: string },
+): DdlNotice[] {
+  const text = stripLeadingComments(sql);
+  const { captured, schemas, where } = scope;
+  const inScope = (id: TableId) => schemas.has(id.schema);
+  const notices: DdlNotice[] = [];
+  const dropped = (id: TableId) => {
+    const key = tableKey(id);
+    notices.push({
+      level: captured.has(key) ? 'warn' : 'info',
+      message: `${key} was dropped at the source (${where}): it is no longer captured, and its bronze table, if it has one, keeps the rows captured up to then.`,
+    });
+  };
+  const renamed = (from: TableId, to: TableId) => {
+    const key = tableKey(from);
+    notices.push({
+      level: captured.has(key) ? 'warn' : 'info',
+      message: `${key} was renamed to ${tableKey(to)} at the source (${where}): ${key} is no longer captured, and its bronze table, if it has one, keeps the rows captured up to then; changes under the new name never reach it. A pipeline that captures the whole database ${to.schema} takes ${tableKey(to)} as a new table, with a snapshot, in its next round; one that names ${key} must name ${tableKey(to)} instead.`,
+    });
+  };
+
+  let m = /^DROP\s+(?:TEMPORARY\s+)?TABLES?\s+(?:IF\s+EXISTS\s+)?([\s\S]*)$/i.exec(text);
+  if (m) {
+    if (/^DROP\s+TEMPORARY/i.test(text)) return notices;
+    for (const id of nameList(m[1] ?? '', schema)) if (inScope(id)) dropped(id);
+    return notices;
+  }
+  m = /^RENAME\s+TABLES?\s+([\s\S]*)$/i.exec(text);
+  if (m) {
+    const pair = new RegExp(`^\\s*(${QUALIFIED})\\s+TO\\s+(${QUALIFIED})\\s*(,)?`, 'i');
+    let rest = m[1] ?? '';
+    for (;;) {
+      const p = pair.exec(rest);
+      if (!p?.[1] || !p[2]) break;
+      const from = qualified(p[1], schema);
+      if (inScope(from)) renamed(from, qualified(p[2], schema));
+      if (!p[3]) break;
+      rest = rest.slice(p[0].length);
+    }
+    return notices;
+  }
+  m = /^CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?/i.exec(text);
+  if (m) {
+    const [id] = nameList(text.slice(m[0].length), schema);
+    if (id && inScope(id)) {
+      notices.push({
+        level: 'info',
+        message: `${tableKey(id)} was created at the source (${where}); a pipeline that captures the whole database ${id.schema} takes it, with a snapshot, in its next round.`,
+      });
+    }
+    return notices;
+  }
+  m = new RegExp(
+    `^ALTER\\s+(?:ONLINE\\s+)?(?:IGNORE\\s+)?TABLE\\s+(?:IF\\s+EXISTS\\s+)?(${QUALIFIED})\\s*([\\s\\S]*)$`,
+    'i',
+  ).exec(text);
+  if (!m?.[1]) return notices;
+  const id = qualified(m[1], schema);
+  const key = tableKey(id);
+  if (!captured.has(key)) return notices;
+  const rest = m[2] ?? '';
+  const tableRename = new RegExp(
+    `(?:^|,)\\s*RENAME\\s+(?:TO\\s+|AS\\s+)?(?!(?:COLUMN|INDEX|KEY)\\b)(${QUALIFIED})`,
+    'i',
+  ).exec(rest);
+  if (tableRename?.[1]) renamed(id, qualified(tableRename[1], id.schema));
+  const columnRenames: [string, string][] = [];
+  const change = new RegExp(
+    `(?:^|,)\\s*CHANGE\\s+(?:COLUMN\\s+)?(?:IF\\s+EXISTS\\s+)?(${IDENT})\\s+(${IDENT})`,
+    'gi',
+  );
+  for (const c of rest.matchAll(change)) columnRenames.push([unquote(c[1] ?? ''), unquote(c[2] ?? '')]);
+  const renameColumn = new RegExp(
+    `(?:^|,)\\s*RENAME\\s+COLUMN\\s+(?:IF\\s+EXISTS\\s+)?(${IDENT})\\s+TO\\s+(${IDENT})`,
+    'gi',
+  );
+  for (const c of rest.matchAll(renameColumn)) columnRenames.push([unquote(c[1] ?? ''), unquote(c[2] ?? '')]);
+  for (const [from, to] of columnRenames) {
+    if (from === to) continue;
+    notices.push({
+      level: 'warn',
+      message: `${key}: column ${from} was renamed to ${to} at the source (${where}). The bronze table gets a new column ${to} for the values from here on and keeps ${from}, which holds the values up to the rename (NULL in rows changed since): coalesce(${to}, ${from}) is the current value. A full refresh of the table fills ${to} in every row.`,
+    });
+  }
+  if (!tableRename && columnRenames.every(([from, to]) => from === to)) {
+    const statement = text.length > 200 ? `${text.slice(0, 200)}...` : text;
+    notices.push({
+      level: 'info',
+      message: `${key} was altered at the source (${where}); its rows are read with the new shape from here on: ${statement}`,
+    });
+  }
+  return notices;
 }
 
 /** The captured table a `TRUNCATE [TABLE] [db.]t` statement empties, if any; `schema` is the session's database. */

@@ -31,8 +31,9 @@ import { readTableSchemas } from './schema-reader.js';
 import { binlogOff, mariaDbGtidAt, readHeadPosition, readServerIdentity } from './server-state.js';
 import { readSnapshot } from './snapshot-reader.js';
 
-/** Where the source reports what the pipeline should hear about (a failover). */
+/** Where the source reports what the pipeline should hear about (a failover, DDL of the captured tables). */
 export interface SourceLog {
+  info?(message: string): void;
   warn(message: string): void;
 }
 
@@ -206,7 +207,12 @@ export class MySqlSource implements SourceConnector {
         start = plan.gtid === undefined ? await this.#withGtid(plan, server) : plan;
         break;
     }
-    yield* readBinlog(this.#endpoint, from, start, { ...options, serverId: this.#serverId, server });
+    yield* readBinlog(this.#endpoint, from, start, {
+      ...options,
+      serverId: this.#serverId,
+      server,
+      log: this.#log,
+    });
   }
 
   /**

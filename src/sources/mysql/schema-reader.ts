@@ -138,7 +138,7 @@ export async function readTableSchemas(
         'SOURCE_TABLE_NOT_FOUND',
         `The source table "${key}" does not exist or is not visible to the CDC user.`,
         {
-          hint: `Check source_schema and source_table in the pipeline, and GRANT SELECT ON ${id.schema}.* to the CDC user.`,
+          hint: `Check source_schema and source_table in the pipeline, and GRANT SELECT ON ${id.schema}.* to the CDC user. If the table was dropped or renamed at the source, remove it from the pipeline or name its new name (a new name is captured as a new table, with a snapshot); its bronze table keeps the rows captured so far.`,
         },
       );
     }
