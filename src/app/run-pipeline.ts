@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
 import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config/load-config.js';
-import { TributaryError } from '../core/errors.js';
+import { isTributaryError, TributaryError } from '../core/errors.js';
 import type { ConnectionDirectory, Finding, SourceConnector, TableSelection } from '../core/ports.js';
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
 import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
@@ -14,6 +14,7 @@ import { acquireRunLock } from '../pipeline/run-lock.js';
 import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';
 import { parseSecretReference } from '../secrets/secret-store.js';
 import { StagingVolume } from '../staging/staging-volume.js';
+import { LogShapes } from './log-shapes.js';
 import { openConnectionSource, openSource } from './open-source.js';
 
 export interface RunOnceOptions {
@@ -262,11 +263,27 @@ export async function runPipelineOnce(
   const gateway = config.gateways[pipeline.gateway];
   if (!gateway) throw new TributaryError('INTERNAL', `gateway ${pipeline.gateway} not validated`);
   const warehouse = new Warehouse(config.warehouse);
-  const volumeRoot = await warehouse.ensureVolume(parseVolumeName(gateway.storage));
-  const volume = new StagingVolume(join(volumeRoot, gateway.name), gateway.name);
-  await mkdir(volume.dir, { recursive: true });
-
-  await using _lock = await acquireRunLock(join(volume.dir, '.run.lock'), `Gateway ${gateway.name}`);
+  const volume = new StagingVolume(
+    join(warehouse.volumePath(parseVolumeName(gateway.storage)), gateway.name),
+    gateway.name,
+  );
+  // Even these few bytes fail on a volume filled to the last block: that is STAGING_FULL too, not INTERNAL.
+  const stagingFull = async (error: unknown) =>
+    (await volume.storageFullError(
+      error,
+      'starting the run',
+      'Nothing was captured or applied in this run.',
+    )) ?? error;
+  const lock = await (async () => {
+    try {
+      await warehouse.ensureVolume(parseVolumeName(gateway.storage));
+      await mkdir(volume.dir, { recursive: true });
+      return await acquireRunLock(join(volume.dir, '.run.lock'), `Gateway ${gateway.name}`);
+    } catch (error) {
+      throw await stagingFull(error);
+    }
+  })();
+  await using _lock = lock;
   await using source = await openSource(config, gateway.name, options.log);
   await using db = await DuckDb.open();
 
@@ -287,8 +304,13 @@ export async function runPipelineOnce(
   await requireReadySource(source, config, gateway, options);
   options.log.info(`${pipelineName}: catching up to ${head} on ${await source.describe(options.signal)}`);
 
+  // A full staging volume stops capture, but what was sealed before it is still applied (and retention may
+  // then free space) before the run reports STAGING_FULL: the next round needs less room.
+  let captureFailed: TributaryError | undefined;
+  // Rows from before a DDL statement may carry columns the shapes read above no longer have (log-shapes.ts).
+  const logShapes = new LogShapes();
   const captured = await capture({
-    source,
+    source: logShapes.watch(source),
     volume,
     db,
     tables,
@@ -298,27 +320,46 @@ export async function runPipelineOnce(
     until: head,
     signal: options.signal,
     log: options.log,
-    refreshSchema: async (id) =>
-      (await source.listTables({ ...selection, tables: [id], schemas: [] }, options.signal))[0],
+    refreshSchema: (id) =>
+      logShapes.refresh(
+        id,
+        selection,
+        async () => (await source.listTables({ ...selection, tables: [id], schemas: [] }, options.signal))[0],
+      ),
+  }).catch((error: unknown) => {
+    if (!isTributaryError(error) || error.code !== 'STAGING_FULL' || options.signal.aborted) throw error;
+    captureFailed = error;
+    options.log.warn(`${error.message} Applying the segments sealed so far before stopping.`);
+    return undefined;
   });
 
-  const applied = await applyStaged({
-    pipeline: pipelineName,
-    db,
-    volume,
-    targets: targetsOf(config, pipelineName, tables, warehouse),
-    maxSegmentsPerCommit: 64,
-    signal: options.signal,
-    log: options.log,
-  });
+  let applied: TableApplyReport[];
+  try {
+    applied = await applyStaged({
+      pipeline: pipelineName,
+      db,
+      volume,
+      targets: targetsOf(config, pipelineName, tables, warehouse),
+      maxSegmentsPerCommit: 64,
+      signal: options.signal,
+      log: options.log,
+    });
 
-  await enforceStagingRetention({
-    volume,
-    progress: await gatewayProgress(config, gateway.name, tables, warehouse),
-    retentionMs: gateway.staging_retention_days * 86_400_000,
-    now: Date.now(),
-    log: options.log,
-  });
+    await enforceStagingRetention({
+      volume,
+      progress: await gatewayProgress(config, gateway.name, tables, warehouse),
+      retentionMs: gateway.staging_retention_days * 86_400_000,
+      now: Date.now(),
+      log: options.log,
+    });
+  } catch (error) {
+    // The full staging volume is what stopped this run; the apply failure (already logged per table) is
+    // secondary, and likely the same disk.
+    if (captureFailed) throw captureFailed;
+    throw error;
+  }
+  if (captureFailed) throw captureFailed;
+  if (captured === undefined) throw new TributaryError('INTERNAL', 'capture ended without a report');
   return { pipeline: pipelineName, capture: captured, tables: applied };
 }
 

@@ -61,12 +61,20 @@ export const ERROR_CODES = {
   },
   SOURCE_QUERY_FAILED: { retry: 'transient', doc: 'A query against the source failed.' },
   STAGING_CORRUPT: { retry: 'fatal', doc: 'A staged segment or its manifest is unreadable.' },
+  STAGING_FULL: {
+    retry: 'transient',
+    doc: 'The staging volume is out of space (ENOSPC) or over its quota (EDQUOT). Capture stopped before sealing the segment it was writing: nothing half-written is left and the gateway position did not advance. Free space or move the volume; the next run resumes from the last sealed segment.',
+  },
   DELTA_PROTOCOL: {
     retry: 'fatal',
     doc: 'A Delta table uses a protocol feature this reader does not support.',
   },
   DELTA_CORRUPT: { retry: 'fatal', doc: 'A Delta table log is missing, unreadable or inconsistent.' },
   DELTA_CONFLICT: { retry: 'transient', doc: 'A concurrent writer committed a conflicting change.' },
+  DELTA_STORAGE_FULL: {
+    retry: 'transient',
+    doc: 'The storage of a Delta table is out of space (ENOSPC) or over its quota (EDQUOT). Nothing was committed: the table stays readable at its previous version, and a data file left behind is unreferenced (VACUUM removes it).',
+  },
   DELTA_TABLE_NOT_FOUND: { retry: 'fatal', doc: 'No Delta table exists at the given location.' },
   SQL_ERROR: { retry: 'fatal', doc: 'A SQL statement failed to parse or execute.' },
   SQL_UNKNOWN_TABLE: {

@@ -18,10 +18,11 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { link, mkdir, open, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
+import { describeStorageFull, type StorageSpace, storageFullReason } from '../core/storage-full.js';
 import type { Action, CommitInfo, Metadata, Protocol } from './actions.js';
 import { writeCheckpoint } from './checkpoint-writer.js';
 import { checkConflict, type IsolationLevel, type ReadSet } from './conflict-checker.js';
@@ -203,6 +204,16 @@ function buildCommitInfo(
   });
   for (const action of actions) if ('commitInfo' in action) Object.assign(info, action.commitInfo);
   return info;
+}
+
+/** Free and total bytes of the file system holding `dir`, for the message of a full disk. */
+async function storageSpace(dir: string): Promise<StorageSpace | undefined> {
+  try {
+    const s = await statfs(dir);
+    return { freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize };
+  } catch {
+    return undefined;
+  }
 }
 
 async function syncDirectory(dir: string): Promise<void> {
@@ -387,6 +398,7 @@ async function writeVersion(draft: Draft, version: number, now: number): Promise
   const finalPath = path.join(logDir, commitFileName(version));
   // Dot-prefixed so no reader (nor our listing) mistakes it for a log entry if we crash before unlinking.
   const tempPath = path.join(logDir, `.${commitFileName(version)}.${randomUUID()}.tmp`);
+  let linked = false;
   try {
     const handle = await open(tempPath, 'wx');
     try {
@@ -397,6 +409,7 @@ async function writeVersion(draft: Draft, version: number, now: number): Promise
     }
     try {
       await link(tempPath, finalPath);
+      linked = true;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
         throw new TributaryError(
@@ -410,6 +423,22 @@ async function writeVersion(draft: Draft, version: number, now: number): Promise
     await syncDirectory(logDir);
   } catch (error) {
     if (error instanceof TributaryError) throw error;
+    const full = storageFullReason(error);
+    if (full !== undefined) {
+      // The temp file is unlinked below. Before the put-if-absent link nothing is visible; after it (only the
+      // directory fsync failed) the version is complete. Readers never see part of a commit.
+      const outcome = linked
+        ? `The commit is in the log, but its directory could not be synced.`
+        : `Nothing was committed; the table stays at version ${version - 1}.`;
+      throw new TributaryError(
+        'DELTA_STORAGE_FULL',
+        `Cannot write Delta commit ${finalPath}: ${describeStorageFull(full, await storageSpace(logDir))}. ${outcome}`,
+        {
+          cause: error,
+          hint: `Free space on the file system that holds ${root}${full === 'EDQUOT' ? ' or raise the quota' : ''}, then retry. Data files written for this commit are unreferenced and harmless; VACUUM removes them once they are past the retention period.`,
+        },
+      );
+    }
     throw new TributaryError('DELTA_CORRUPT', `Cannot write Delta commit ${finalPath}: ${messageOf(error)}`, {
       cause: error,
       retry: 'transient',
@@ -475,6 +504,7 @@ function dataWriterOption(
  * @throws `DELTA_CONFLICT` (transient) when another writer already committed that version;
  *   `DELTA_TABLE_NOT_FOUND` when `readVersion >= 0` and the table or that version does not exist;
  *   `DELTA_PROTOCOL` when the table's features forbid the commit (naming the feature);
+ *   `DELTA_STORAGE_FULL` (transient) when the disk is full or over quota (nothing is committed);
  *   `INTERNAL` when the actions break the protocol's per-commit rules.
  */
 export async function commit(

@@ -6,14 +6,16 @@
  * says how far it is, and a segment applied twice (after a crash between commit and anything else) is
  * skipped by that check (invariant 3 in docs/architecture.md).
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type MergeMetrics, planMerge } from '../bronze/merge-changes.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
+import { describeStorageFull, storageFullReason } from '../core/storage-full.js';
 import type { TableSchema } from '../core/table.js';
 import { commit } from '../delta/commit.js';
 import { optimize } from '../delta/operations/optimize.js';
 import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
 import type { DuckDb } from '../engine/duckdb.js';
+import { storageSpace } from '../staging/fs-durable.js';
 import type { SegmentManifest } from '../staging/segment-format.js';
 import type { StagingVolume } from '../staging/staging-volume.js';
 import { faultPoint } from './fault-injection.js';
@@ -145,20 +147,26 @@ async function applyTable(
     for (const m of batch)
       for (const c of m.tables[target.sourceKey]?.schema.columns ?? []) stagedColumns.add(c.name);
     const partial = batch.some((m) => m.tables[target.sourceKey]?.partial === true);
-    const stagedFiles = batch.map((m) =>
-      join(options.volume.segmentDir(m.seq), m.tables[target.sourceKey]?.file as string),
-    );
-
-    const plan = await planMerge(options.db, {
-      tableRoot: target.tableRoot,
-      snapshot,
-      source: newest,
-      stagedFiles,
-      stagedColumns,
-      partial,
-      overwrite,
-      ...(target.tableProperties ? { tableProperties: { ...target.tableProperties } } : {}),
+    const stagedFiles = batch.flatMap((m) => {
+      const staged = m.tables[target.sourceKey];
+      return (staged?.files ?? [staged?.file as string]).map((f) => join(options.volume.segmentDir(m.seq), f));
     });
+
+    let plan: Awaited<ReturnType<typeof planMerge>>;
+    try {
+      plan = await planMerge(options.db, {
+        tableRoot: target.tableRoot,
+        snapshot,
+        source: newest,
+        stagedFiles,
+        stagedColumns,
+        partial,
+        overwrite,
+        ...(target.tableProperties ? { tableProperties: { ...target.tableProperties } } : {}),
+      });
+    } catch (error) {
+      throw (await tableStorageFull(error, target, snapshot)) ?? error;
+    }
     await faultPoint('before-delta-commit');
     try {
       await commit(
@@ -189,7 +197,7 @@ async function applyTable(
         snapshot = await currentSnapshot(target.tableRoot);
         continue;
       }
-      throw error;
+      throw (await tableStorageFull(error, target, snapshot)) ?? error;
     }
     await faultPoint('after-delta-commit');
     await autoCompact(target, options);
@@ -206,6 +214,30 @@ async function applyTable(
     `${target.destination}: ${totals.commits} commit(s), +${totals.inserted} ~${totals.updated} -${totals.deleted} rows`,
   );
   return { destination: target.destination, ...totals, version: snapshot?.version ?? null };
+}
+
+/**
+ * `DELTA_STORAGE_FULL` for a full disk or quota while writing a table's data file (DuckDB's COPY reports it as
+ * an IO error text) or its commit; undefined for any other error. Nothing is committed in either case: the
+ * commit is put-if-absent on `_delta_log/<version>.json`, so the table stays readable at the version it had.
+ */
+async function tableStorageFull(
+  error: unknown,
+  target: ApplyTarget,
+  snapshot: Snapshot | null,
+): Promise<TributaryError | undefined> {
+  const reason = storageFullReason(error);
+  if (reason === undefined) return undefined;
+  const at =
+    snapshot === null ? 'the table was not created' : `the table stays at version ${snapshot.version}`;
+  const what =
+    isTributaryError(error) && error.code === 'DELTA_STORAGE_FULL'
+      ? error.message
+      : `Cannot write a data file of ${target.destination} under ${target.tableRoot}: ${describeStorageFull(reason, (await storageSpace(target.tableRoot)) ?? (await storageSpace(dirname(target.tableRoot))))}. Nothing was committed; ${at}.`;
+  return new TributaryError('DELTA_STORAGE_FULL', what, {
+    hint: `${reason === 'EDQUOT' ? 'Raise the disk quota on' : 'Free space on'} the file system that holds ${target.tableRoot} (or move the warehouse to a larger disk), then run again: apply continues after the last segment the table committed, and a run without --once retries by itself. A data file the failed write left behind is unreferenced and harmless; VACUUM ${target.destination} removes it once it is past the retention period.`,
+    cause: error,
+  });
 }
 
 /**

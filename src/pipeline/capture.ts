@@ -14,7 +14,7 @@ import { type Row, type TableId, type TableSchema, tableKey } from '../core/tabl
 import type { DuckDb } from '../engine/duckdb.js';
 import type { GatewayState, SegmentManifest, StagedOp } from '../staging/segment-format.js';
 import { toStagedText } from '../staging/staged-value.js';
-import type { StagedRow, StagingVolume } from '../staging/staging-volume.js';
+import type { SpilledPart, StagedRow, StagingVolume } from '../staging/staging-volume.js';
 import { faultPoint } from './fault-injection.js';
 import type { Logger } from './logger.js';
 
@@ -272,7 +272,9 @@ const IDLE_SEAL_INTERVAL_MS = 60_000;
 const lastIdleSeal = new Map<string, number>();
 
 interface StreamDraft {
-  tables: Map<string, { schema: TableSchema; reset: boolean; rows: StagedRow[] }>;
+  tables: Map<string, { schema: TableSchema; reset: boolean; rows: StagedRow[]; spilled?: SpilledPart[] }>;
+  /** Rows held in memory (not yet spilled). */
+  held: number;
   ord: number;
   changes: number;
   startPosition: Position;
@@ -293,6 +295,7 @@ async function stageStream(
   const from = initial.position as Position;
   const fresh = (start: Position): StreamDraft => ({
     tables: new Map(),
+    held: 0,
     ord: 0,
     changes: 0,
     startPosition: start,
@@ -301,6 +304,19 @@ async function stageStream(
     lastCommitTime: null,
   });
   let draft = fresh(from);
+
+  const spill = async () => {
+    const seq = state.seq + 1;
+    for (const [key, entry] of draft.tables) {
+      if (entry.rows.length === 0) continue;
+      entry.spilled ??= [];
+      entry.spilled.push(
+        await options.volume.spill(options.db, seq, key, entry.spilled.length + 1, entry.schema, entry.rows),
+      );
+      entry.rows = [];
+    }
+    draft.held = 0;
+  };
 
   const seal = async () => {
     if (draft.endPosition === draft.startPosition) return;
@@ -379,6 +395,7 @@ async function stageStream(
       }
       const unchanged = event.kind === 'update' ? event.unchanged : undefined;
       for (const [op, row] of stagedOps(event, schema)) {
+        draft.held++;
         entry.rows.push({
           ord: draft.ord++,
           op,
@@ -392,6 +409,9 @@ async function stageStream(
     draft.endPosition = batch.position;
     draft.firstCommitTime ??= batch.commitTime;
     draft.lastCommitTime = batch.commitTime;
+    // A transaction cannot be split, so one larger than a segment is written ahead, part by part, into the
+    // segment it will be sealed in: memory holds one part, never the transaction.
+    if (!batch.complete && draft.held >= options.segmentMaxChanges) await spill();
     // Reaching `until` seals here, while the source's stream is still open, so that its acknowledgement can
     // reach the server (a PostgreSQL slot) before the stream closes.
     const reached = options.until !== undefined && batch.position >= options.until;

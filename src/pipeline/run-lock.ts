@@ -19,7 +19,14 @@ export async function acquireRunLock(path: string, what: string): Promise<AsyncD
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const handle = await open(path, 'wx', 0o600);
-      await handle.writeFile(`${process.pid}\n`);
+      try {
+        await handle.writeFile(`${process.pid}\n`);
+      } catch (error) {
+        // A full disk: leave no empty lock behind (one would be taken over, but need not exist at all).
+        await handle.close();
+        await rm(path, { force: true });
+        throw error;
+      }
       await handle.close();
       return {
         [Symbol.asyncDispose]: async () => {

@@ -72,8 +72,10 @@ export const INITIAL_GATEWAY_STATE: GatewayState = {
 };
 
 export interface StagedTable {
-  /** File name inside the segment directory. */
+  /** File name inside the segment directory (the first, when there are several). */
   readonly file: string;
+  /** Every file of the table, in order, when a large transaction needed several; absent when one. */
+  readonly files?: readonly string[];
   readonly rows: number;
   /** The table's shape as these rows were captured. */
   readonly schema: TableSchema;
@@ -112,4 +114,9 @@ export function parseSegmentDirName(name: string): number | undefined {
 
 export function stagedFileName(tableKey: string): string {
   return `${encodeURIComponent(tableKey)}.parquet`;
+}
+
+/** One of several files of a table in a segment (a transaction too large to hold in memory). */
+export function stagedPartFileName(tableKey: string, part: number): string {
+  return `${encodeURIComponent(tableKey)}.part-${String(part).padStart(6, '0')}.parquet`;
 }

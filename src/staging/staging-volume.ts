@@ -3,13 +3,14 @@
  * newest manifest carries. See segment-format.ts for the layout and its guarantees.
  */
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { LIST, VARCHAR } from '@duckdb/node-api';
-import { messageOf, TributaryError } from '../core/errors.js';
+import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import type { Position } from '../core/position.js';
+import { describeStorageFull, storageFullReason } from '../core/storage-full.js';
 import type { Row, TableSchema } from '../core/table.js';
 import { type DuckDb, quoteDuckIdent, quoteDuckString } from '../engine/duckdb.js';
-import { fsyncPath } from './fs-durable.js';
+import { fsyncPath, storageSpace } from './fs-durable.js';
 import {
   COMMIT_US_COLUMN,
   type GatewayState,
@@ -24,6 +25,7 @@ import {
   type StagedTable,
   segmentDirName,
   stagedFileName,
+  stagedPartFileName,
   UNCHANGED_COLUMN,
 } from './segment-format.js';
 import { toStagedText } from './staged-value.js';
@@ -45,8 +47,24 @@ export interface SegmentDraft {
   readonly endPosition: Position;
   readonly firstCommitTime: Date | null;
   readonly lastCommitTime: Date | null;
-  readonly tables: ReadonlyMap<string, { schema: TableSchema; reset: boolean; rows: readonly StagedRow[] }>;
+  readonly tables: ReadonlyMap<
+    string,
+    {
+      schema: TableSchema;
+      reset: boolean;
+      rows: readonly StagedRow[];
+      /** Rows of this segment already written by {@link StagingVolume.spill}, oldest first. */
+      spilled?: readonly SpilledPart[];
+    }
+  >;
   readonly state: GatewayState;
+}
+
+/** Rows of a segment that is not sealed yet, written ahead into its temporary directory. */
+export interface SpilledPart {
+  readonly file: string;
+  readonly rows: number;
+  readonly partial: boolean;
 }
 
 export class StagingVolume {
@@ -129,25 +147,91 @@ export class StagingVolume {
   /**
    * Writes and seals a segment: Parquet files and manifest into a temporary directory, every file fsynced,
    * then one rename makes it visible. Only after this returns may the source position be acknowledged.
+   *
+   * On failure the temporary directory is removed, so nothing half-written is left behind and a retry has its
+   * space back. A full disk (ENOSPC, EDQUOT: from Node by errno, from DuckDB's COPY by its IO error text)
+   * throws `STAGING_FULL`, which names the volume and its free space.
    */
+  /**
+   * Writes rows of segment `seq` ahead of sealing it, so that a transaction larger than memory can be staged
+   * whole: the part waits in the segment's temporary directory (invisible to readers, and removed by the
+   * next `loadState` if the process dies) until {@link writeSegment} seals it with the rest. Part numbers
+   * order the parts, and row ordinals keep growing across them, so apply still sees source order.
+   */
+  async spill(
+    db: DuckDb,
+    seq: number,
+    tableKey: string,
+    part: number,
+    schema: TableSchema,
+    rows: readonly StagedRow[],
+  ): Promise<SpilledPart> {
+    const tmp = this.#tmpDir(seq);
+    const file = stagedPartFileName(tableKey, part);
+    try {
+      await mkdir(tmp, { recursive: true });
+      const partial = rows.some((r) => r.unchanged !== undefined && r.unchanged.length > 0);
+      await writeStagedParquet(db, join(tmp, file), schema, rows, partial);
+      await fsyncPath(join(tmp, file));
+      return { file, rows: rows.length, partial };
+    } catch (error) {
+      const full = await this.storageFullError(
+        error,
+        `writing part of segment ${seq}`,
+        'Capture stopped before sealing that segment: it was removed, nothing half-written is left, and the gateway position did not advance.',
+      );
+      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw full ?? error;
+    }
+  }
+
+  #tmpDir(seq: number): string {
+    return join(this.dir, `.tmp-${segmentDirName(seq)}-${process.pid}`);
+  }
+
   async writeSegment(db: DuckDb, draft: SegmentDraft): Promise<SegmentManifest> {
+    const tmp = this.#tmpDir(draft.seq);
+    try {
+      return await this.#writeSealed(db, draft, tmp);
+    } catch (error) {
+      // Classified first, so that the message shows the free space as the failed write saw it.
+      const full = await this.storageFullError(
+        error,
+        `writing segment ${draft.seq}`,
+        'Capture stopped before sealing that segment: it was removed, nothing half-written is left, and the gateway position did not advance.',
+      );
+      // After a successful rename `tmp` no longer exists and this removes nothing of the sealed segment.
+      await rm(tmp, { recursive: true, force: true }).catch(() => undefined);
+      throw full ?? error;
+    }
+  }
+
+  async #writeSealed(db: DuckDb, draft: SegmentDraft, tmp: string): Promise<SegmentManifest> {
     await mkdir(this.dir, { recursive: true });
-    const tmp = join(this.dir, `.tmp-${segmentDirName(draft.seq)}-${process.pid}`);
-    await rm(tmp, { recursive: true, force: true });
-    await mkdir(tmp);
+    const spilled = [...draft.tables.values()].some((t) => (t.spilled?.length ?? 0) > 0);
+    // Spilled parts already wait in `tmp`; anything else there is a leftover of a failed attempt.
+    if (!spilled) await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
 
     const tables: Record<string, StagedTable> = {};
     for (const [key, staged] of draft.tables) {
-      const file = stagedFileName(key);
+      const parts = staged.spilled ?? [];
       const partial = staged.rows.some((r) => r.unchanged !== undefined && r.unchanged.length > 0);
-      await writeStagedParquet(db, join(tmp, file), staged.schema, staged.rows, partial);
-      await fsyncPath(join(tmp, file));
+      const files = parts.map((p) => p.file);
+      if (parts.length === 0 || staged.rows.length > 0) {
+        const file = parts.length === 0 ? stagedFileName(key) : stagedPartFileName(key, parts.length + 1);
+        await writeStagedParquet(db, join(tmp, file), staged.schema, staged.rows, partial);
+        await fsyncPath(join(tmp, file));
+        files.push(file);
+      }
+      const anyPartial = partial || parts.some((p) => p.partial);
       tables[key] = {
-        file,
-        rows: staged.rows.length,
+        file: files[0] as string,
+        ...(files.length > 1 ? { files } : {}),
+        rows: staged.rows.length + parts.reduce((n, p) => n + p.rows, 0),
         schema: staged.schema,
         reset: staged.reset,
-        ...(partial ? { partial } : {}),
+        ...(anyPartial ? { partial: true } : {}),
       };
     }
     const manifest: SegmentManifest = {
@@ -170,6 +254,34 @@ export class StagingVolume {
     await rename(tmp, this.segmentDir(draft.seq));
     await fsyncPath(this.dir);
     return manifest;
+  }
+
+  /**
+   * `STAGING_FULL` for an error that says the volume is out of space or over quota (see storage-full.ts),
+   * naming the gateway directory and the free space left; undefined for any other error.
+   */
+  async storageFullError(
+    error: unknown,
+    doing: string,
+    consequence: string,
+  ): Promise<TributaryError | undefined> {
+    if (isTributaryError(error) && error.code === 'STAGING_FULL') return error;
+    const reason = storageFullReason(error);
+    if (reason === undefined) return undefined;
+    const space = await storageSpace(this.dir);
+    const volume = dirname(this.dir);
+    const fix =
+      reason === 'EDQUOT'
+        ? `Raise the disk quota of the user running tributary on ${volume}, or free space within it`
+        : `Free space on the file system that holds ${volume}, or move the volume to a larger disk (mounted at the same path)`;
+    return new TributaryError(
+      'STAGING_FULL',
+      `The staging volume ${volume} of gateway ${this.gateway} is full while ${doing}: ${describeStorageFull(reason, space)}. ${consequence}`,
+      {
+        hint: `${fix}, then run again: capture resumes from the last sealed segment (a run without --once retries by itself with backoff). Applied segments are kept for the gateway's staging_retention_days (default 25); a lower value frees space sooner.`,
+        cause: error,
+      },
+    );
   }
 }
 

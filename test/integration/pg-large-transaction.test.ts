@@ -8,8 +8,12 @@
  *
  * Also TRUNCATE: followed by inserts in the same transaction (streamed, and small), and in a later one.
  */
+
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SegmentManifest } from '../../src/staging/segment-format.js';
 import { type PgPipelineFixture, pgPipelineFixture } from '../harness/pg-pipeline-fixture.js';
 import { pgAdmin } from '../harness/postgres.js';
 
@@ -128,6 +132,18 @@ describe('large transactions streamed by PostgreSQL, and TRUNCATE', () => {
     const r = await f.cli(['run', 'p', '--once'], { env: { TRIBUTARY_SEGMENT_MAX_CHANGES: '100' } });
     expect(r.code, r.stderr).toBe(0);
     await expectConverged(f, 'items');
+    // The transaction was never split, and never held whole in memory: its segment has several parts.
+    const gateway = join(f.dir, 'lakehouse', 'retail_analytics', 'landing', 'ingestion_volume', 'gw');
+    const manifests = await Promise.all(
+      (await readdir(gateway))
+        .filter((n) => n.startsWith('seg-'))
+        .map(
+          async (n) =>
+            JSON.parse(await readFile(join(gateway, n, '_manifest.json'), 'utf8')) as SegmentManifest,
+        ),
+    );
+    const parts = manifests.flatMap((m) => Object.values(m.tables).map((t) => t.files?.length ?? 1));
+    expect(Math.max(...parts)).toBeGreaterThan(1);
   });
 
   it('empties the table at a TRUNCATE followed by inserts in the same transaction, small or streamed', async () => {
