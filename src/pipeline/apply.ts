@@ -149,7 +149,9 @@ async function applyTable(
     const partial = batch.some((m) => m.tables[target.sourceKey]?.partial === true);
     const stagedFiles = batch.flatMap((m) => {
       const staged = m.tables[target.sourceKey];
-      return (staged?.files ?? [staged?.file as string]).map((f) => join(options.volume.segmentDir(m.seq), f));
+      return (staged?.files ?? [staged?.file as string]).map((f) =>
+        join(options.volume.segmentDir(m.seq), f),
+      );
     });
 
     let plan: Awaited<ReturnType<typeof planMerge>>;

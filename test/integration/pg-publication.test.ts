@@ -21,6 +21,11 @@ describe('a publication Tributary creates itself', () => {
       setup: async (client) => {
         await client.query('CREATE TABLE a (id INT PRIMARY KEY, v TEXT)');
         await client.query("INSERT INTO a VALUES (1, 'x')");
+        // No primary key: a unique index over NOT NULL columns is the key, and REPLICA IDENTITY DEFAULT
+        // would log nothing for it.
+        await client.query('CREATE TABLE u (code TEXT NOT NULL, v TEXT)');
+        await client.query('CREATE UNIQUE INDEX u_code ON u (code)');
+        await client.query("INSERT INTO u VALUES ('k1', 'one'), ('k2', 'two')");
       },
     });
   });
@@ -29,8 +34,16 @@ describe('a publication Tributary creates itself', () => {
   });
 
   it('creates it for the captured tables on the first run', async () => {
-    await f.run();
-    expect(await published()).toEqual(['a']);
+    const preflight = await f.cli(['preflight', 'src']);
+    expect(preflight.code, preflight.stdout).toBe(0);
+    expect(preflight.stdout).toContain(
+      'Tributary sets REPLICA IDENTITY USING INDEX "u_code" before capturing it',
+    );
+    const r = await f.run();
+    expect(r.stderr).toContain('public.u: set REPLICA IDENTITY USING INDEX "u_code"');
+    const identity = await f.client.query("SELECT relreplident FROM pg_class WHERE relname = 'u'");
+    expect(identity.rows[0]).toEqual({ relreplident: 'i' });
+    expect(await published()).toEqual(['a', 'u']);
     expect(await f.sql('SELECT id, v FROM bronze.a')).toEqual([{ id: 1, v: 'x' }]);
   });
 
@@ -40,12 +53,16 @@ describe('a publication Tributary creates itself', () => {
     await f.client.query("INSERT INTO b VALUES (7, 'new')");
     await f.client.query("UPDATE a SET v = 'y'");
     await f.run();
-    expect(await published()).toEqual(['a', 'b']);
+    expect(await published()).toEqual(['a', 'b', 'u']);
     expect(await f.sql('SELECT id, w FROM bronze.b')).toEqual([{ id: 7, w: 'new' }]);
     expect(await f.sql('SELECT id, v FROM bronze.a')).toEqual([{ id: 1, v: 'y' }]);
-    // Changes after the table joined the publication stream as usual.
+    // Changes after the table joined the publication stream as usual, and the unique-keyed table's updates
+    // and deletes find their rows.
     await f.client.query("UPDATE b SET w = 'changed'");
+    await f.client.query("UPDATE u SET v = 'ONE' WHERE code = 'k1'");
+    await f.client.query("DELETE FROM u WHERE code = 'k2'");
     await f.run();
     expect(await f.sql('SELECT id, w FROM bronze.b')).toEqual([{ id: 7, w: 'changed' }]);
+    expect(await f.sql('SELECT code, v FROM bronze.u')).toEqual([{ code: 'k1', v: 'ONE' }]);
   });
 });

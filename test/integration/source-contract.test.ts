@@ -94,6 +94,8 @@ function rowEvents(batches: readonly ChangeBatch[]): string[] {
             return `${e.kind} ${String(e.after['id'])} ${String(e.after['label'])}`;
           case 'update':
             return `update ${String(e.after['id'])} ${String(e.after['label'])}`;
+          default:
+            throw new Error(`unexpected event ${JSON.stringify(e)}`);
         }
       }),
   );

@@ -29,7 +29,13 @@ import { classifyPgError, openPgClient, type PgEndpoint, quotePgIdent } from './
 import { decodePgPosition, encodePgPosition, parseLsn } from './lsn.js';
 import { type PgColumnValue, type TupleData, UNCHANGED_TOAST } from './pgoutput.js';
 import { runPostgresPreflight } from './preflight.js';
-import { checkSlot, createSlotWithSnapshot, ensurePublication, readSlot } from './replication-setup.js';
+import {
+  checkSlot,
+  createSlotWithSnapshot,
+  ensurePublication,
+  ensureReplicaIdentities,
+  readSlot,
+} from './replication-setup.js';
 import { ReplicationStream } from './replication-stream.js';
 import { listTableNames, type PgTable, readTableSchemas } from './schema-reader.js';
 import { type PgSnapshotTable, readPgSnapshot, type SnapshotPoint } from './snapshot-reader.js';
@@ -323,6 +329,7 @@ export class PostgresSource implements SourceConnector {
     this.#acknowledged = lsn;
     // Never beyond what the stream has delivered: an acknowledgement from a snapshot's position may run ahead.
     const stream = this.#stream;
+    // biome-ignore lint/complexity/useMathMinMax: Math.min does not take bigints
     if (stream) stream.confirm(lsn < this.#delivered ? lsn : this.#delivered);
   }
 
@@ -361,6 +368,8 @@ export class PostgresSource implements SourceConnector {
   }
 
   async #ensurePublication(client: pg.Client, tables: readonly TableSchema[]): Promise<void> {
+    const known = tables.flatMap((t) => this.#tables.get(tableKey(t.id)) ?? []);
+    await ensureReplicaIdentities(client, this.#endpoint, known, (m) => this.#log.info(m));
     try {
       await ensurePublication(
         client,

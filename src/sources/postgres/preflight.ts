@@ -775,10 +775,21 @@ function keyFinding(t: PgTableFact, configured: readonly string[] | undefined): 
         : index !== undefined && unit.indexes.some((i) => i.name === index)
           ? `REPLICA IDENTITY USING INDEX ${quotePgIdent(index)}`
           : 'REPLICA IDENTITY FULL';
+    const problem = `${keyText}; ${identity} logs ${logged.length === 0 ? 'no old-row columns' : `only (${logged.join(', ')})`}, so ${unit.replicaIdentity === 'nothing' || logged.length === 0 ? 'PostgreSQL refuses UPDATE and DELETE on it once it is published' : 'an UPDATE of the key or a DELETE cannot be matched to its row'}`;
+    // The CDC role owns a plain table: Tributary sets the identity itself before publishing it
+    // (replicaIdentityFor in replication-setup.ts makes the same choice).
+    if (t.owned && t.relkind === 'r') {
+      return {
+        ...base,
+        status: 'INFO',
+        evidence: `${problem}; ${t.id.table} is owned by the CDC user, and Tributary sets ${statement} before capturing it`,
+        fix: `Or run it yourself: ALTER TABLE ${qualifiedName(unit.id)} ${statement};`,
+      };
+    }
     return {
       ...base,
       status: 'FAIL',
-      evidence: `${keyText}; ${identity} logs ${logged.length === 0 ? 'no old-row columns' : `only (${logged.join(', ')})`}, so ${unit.replicaIdentity === 'nothing' || logged.length === 0 ? 'PostgreSQL refuses UPDATE and DELETE on it once it is published' : 'an UPDATE of the key or a DELETE cannot be matched to its row'}`,
+      evidence: problem,
       fix: `ALTER TABLE ${qualifiedName(unit.id)} ${statement};`,
     };
   }

@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { TributaryError } from '../../core/errors.js';
-import type { TableId } from '../../core/table.js';
+import type { TableId, TableSchema } from '../../core/table.js';
 import { classifyPgError, type PgEndpoint, quotePgIdent, quotePgString } from './connect.js';
 import { parseLsn } from './lsn.js';
 
@@ -187,5 +187,57 @@ export async function createSlotWithSnapshot(
       );
     }
     throw classified;
+  }
+}
+
+/**
+ * The REPLICA IDENTITY a table needs so that every UPDATE and DELETE logs its key, or undefined when the one
+ * it has does: the primary key (DEFAULT), the unique index chosen as key (USING INDEX), or the whole old row
+ * for configured keys (FULL). The same choice preflight's key check reports.
+ */
+export function replicaIdentityFor(
+  table: TableSchema,
+  identity: 'default' | 'nothing' | 'full' | 'index',
+): string | undefined {
+  if (identity === 'full') return undefined;
+  if (table.keySource === undefined) return identity === 'nothing' ? 'DEFAULT' : undefined;
+  if (table.keySource.startsWith('unique:')) {
+    return identity === 'index' ? undefined : `USING INDEX ${quotePgIdent(table.keySource.slice(7))}`;
+  }
+  return 'FULL';
+}
+
+/**
+ * Sets the replica identity of captured tables that need one, before they are published (a published table
+ * without one makes PostgreSQL refuse the application's UPDATEs and DELETEs). Only tables the CDC role owns
+ * can be altered; for the others preflight has already stopped the run with the statement to run.
+ */
+export async function ensureReplicaIdentities(
+  client: pg.Client,
+  endpoint: PgEndpoint,
+  tables: readonly {
+    readonly table: TableSchema;
+    readonly replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+    readonly partitioned: boolean;
+  }[],
+  log: (message: string) => void,
+): Promise<void> {
+  for (const t of tables) {
+    const wanted = t.partitioned ? undefined : replicaIdentityFor(t.table, t.replicaIdentity);
+    if (wanted === undefined) continue;
+    const name = `${quotePgIdent(t.table.id.schema)}.${quotePgIdent(t.table.id.table)}`;
+    const statement = `ALTER TABLE ${name} REPLICA IDENTITY ${wanted}`;
+    try {
+      await client.query(statement);
+      log(
+        `${t.table.id.schema}.${t.table.id.table}: set REPLICA IDENTITY ${wanted} so that updates and deletes log its key`,
+      );
+    } catch (error) {
+      throw new TributaryError(
+        'SOURCE_PRIVILEGE_MISSING',
+        `Could not set the replica identity of ${t.table.id.schema}.${t.table.id.table} on connection "${endpoint.name}": ${classifyPgError(error, endpoint).message}`,
+        { hint: `As the table's owner: ${statement};`, cause: error },
+      );
+    }
   }
 }
