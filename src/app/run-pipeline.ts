@@ -1,5 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeConsistentCut } from '../catalog/consistent-cut.js';
 import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
 import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config/load-config.js';
 import { isTributaryError, TributaryError } from '../core/errors.js';
@@ -356,8 +357,26 @@ export async function runPipelineOnce(
     // The full staging volume is what stopped this run; the apply failure (already logged per table) is
     // secondary, and likely the same disk.
     if (captureFailed) throw captureFailed;
+    if (isTributaryError(error) && / table\(s\) could not be applied/.test(error.message)) {
+      options.log.warn(
+        `${pipelineName}: the consistent cut does not move while a table fails: queries keep reading every table as of the last complete round (tributary sql --latest shows the healthy tables' newer rows).`,
+      );
+    }
     throw error;
   }
+  // Every table has applied every sealed segment, and segments end on transaction boundaries: together the
+  // tables' versions show the source at one point. (A round with a failed table threw above and leaves the
+  // previous cut in place.)
+  const state = await volume.loadState();
+  await writeConsistentCut(warehouse.root, {
+    pipeline: pipelineName,
+    segment: state.seq,
+    position: state.position,
+    recordedAt: new Date().toISOString(),
+    tables: Object.fromEntries(
+      applied.flatMap((t) => (t.version === null ? [] : [[t.destination, t.version] as const])),
+    ),
+  });
   if (captureFailed) throw captureFailed;
   if (captured === undefined) throw new TributaryError('INTERNAL', 'capture ended without a report');
   return { pipeline: pipelineName, capture: captured, tables: applied };

@@ -12,6 +12,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DuckDBTypeId } from '@duckdb/node-api';
+import { type CutVersion, readConsistentCuts } from '../catalog/consistent-cut.js';
 import { formatTableName, type TableName, type Warehouse } from '../catalog/warehouse.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import type { ConnectionDirectory } from '../core/ports.js';
@@ -36,15 +37,22 @@ export interface SqlSessionOptions {
   defaultCatalog?: string;
   /** Source connections for `DESCRIBE CONNECTION` and `SHOW TABLES ... USING CONNECTION`. */
   connections?: ConnectionDirectory;
+  /**
+   * Read each pipeline table at its pipeline's consistent cut (default), so that tables agree with each
+   * other; false reads every table's newest version. `VERSION AS OF` / `TIMESTAMP AS OF` always win.
+   */
+  consistentCut?: boolean;
 }
 
 export class SqlSession implements AsyncDisposable, StatementContext {
   readonly settings = new Map<string, string>();
   readonly #attached = new Set<string>();
-  /** `catalog.schema.table` → the table root of each registered catalog view. */
+  /** `catalog.schema.table` → the table root (and version read) of each registered catalog view. */
   readonly #registered = new Map<string, string>();
   /** Tables whose view could not be built (an unreadable table), for the error when a query names one. */
   readonly #unreadable = new Map<string, unknown>();
+  #cutCache: Promise<Map<string, CutVersion>> | undefined;
+  #cutSignature = '';
   #currentCatalog: string | undefined;
   #currentSchema: string | undefined;
   #nextViewId = 1;
@@ -53,10 +61,16 @@ export class SqlSession implements AsyncDisposable, StatementContext {
     readonly db: DuckDb,
     readonly warehouse: Warehouse,
     readonly connections: ConnectionDirectory | undefined,
+    readonly consistentCut: boolean,
   ) {}
 
   static async open(warehouse: Warehouse, options: SqlSessionOptions = {}): Promise<SqlSession> {
-    const session = new SqlSession(await DuckDb.open(), warehouse, options.connections);
+    const session = new SqlSession(
+      await DuckDb.open(),
+      warehouse,
+      options.connections,
+      options.consistentCut ?? true,
+    );
     if (options.defaultCatalog) await session.use(options.defaultCatalog);
     return session;
   }
@@ -115,10 +129,18 @@ export class SqlSession implements AsyncDisposable, StatementContext {
     };
   }
 
+  /** The table as a statement that works on it (OPTIMIZE, DESCRIBE DETAIL, ...) needs it: newest, or as asked. */
   async loadSnapshot(table: ResolvedTable, temporal?: Temporal): Promise<Snapshot> {
     if (temporal === undefined) return loadSnapshot(table.root);
     if ('version' in temporal) return loadSnapshot(table.root, { version: temporal.version });
     return loadSnapshot(table.root, { timestamp: await this.evaluateTimestamp(temporal.timestampSql) });
+  }
+
+  /** The table as a query reads it: at its pipeline's consistent cut unless a version or time is asked for. */
+  async #readSnapshot(table: ResolvedTable, temporal?: Temporal): Promise<Snapshot> {
+    if (temporal !== undefined) return this.loadSnapshot(table, temporal);
+    const cut = table.name === null ? undefined : (await this.#cuts()).get(table.name);
+    return loadSnapshot(table.root, cut === undefined ? {} : { version: cut.version });
   }
 
   async evaluateTimestamp(sql: string): Promise<Date> {
@@ -143,11 +165,19 @@ export class SqlSession implements AsyncDisposable, StatementContext {
   }
 
   async query(statement: string): Promise<QueryResult> {
+    // A cut that moved since the last statement makes every view stale.
+    this.#cutCache = undefined;
+    const cuts = await this.#cuts();
+    const signature = JSON.stringify([...cuts].map(([k, v]) => [k, v.version]));
+    if (signature !== this.#cutSignature) {
+      this.#registered.clear();
+      this.#cutSignature = signature;
+    }
     const { sql, references } = rewriteDatabricksSql(statement, { firstId: this.#nextViewId });
     this.#nextViewId += references.size;
     for (const [view, reference] of references) {
       const table = await this.resolveTable(reference.table);
-      const snapshot = await this.loadSnapshot(table, reference.temporal);
+      const snapshot = await this.#readSnapshot(table, reference.temporal);
       await this.db.run(
         `CREATE OR REPLACE TEMP VIEW ${q(view)} AS ${await scanSql(snapshot, this.db.connection)}`,
       );
@@ -256,6 +286,16 @@ export class SqlSession implements AsyncDisposable, StatementContext {
     this.#attached.add(catalog);
   }
 
+  /**
+   * The pipelines' consistent cuts, read once per statement (a pipeline running beside this session moves
+   * them); empty when the session reads newest versions.
+   */
+  async #cuts(): Promise<Map<string, CutVersion>> {
+    if (!this.consistentCut) return new Map();
+    this.#cutCache ??= readConsistentCuts(this.warehouse.root);
+    return this.#cutCache;
+  }
+
   /** Registers (or refreshes) a view for each warehouse table whose name appears as a word in the statement. */
   async #registerReferencedTables(sql: string): Promise<void> {
     const words = new Set(sql.toLowerCase().match(/[a-z_][a-z0-9_]*/g) ?? []);
@@ -267,7 +307,8 @@ export class SqlSession implements AsyncDisposable, StatementContext {
       try {
         await this.#attach(t.catalog);
         await this.db.run(`CREATE SCHEMA IF NOT EXISTS ${q(t.catalog)}.${q(t.schema)}`);
-        const body = await scanSql(await loadSnapshot(root), this.db.connection);
+        const snapshot = await this.#readSnapshot({ root, name: key, display: key });
+        const body = await scanSql(snapshot, this.db.connection);
         await this.db.run(`CREATE OR REPLACE VIEW ${q(t.catalog)}.${q(t.schema)}.${q(t.table)} AS ${body}`);
         this.#registered.set(key, root);
         this.#unreadable.delete(key);

@@ -33,18 +33,25 @@ export function registerSqlCommand(program: Command, ctx: CliContext): void {
       new Option('--format <format>', 'output format').choices(['table', 'json', 'csv']).default('table'),
     )
     .option('--catalog <name>', 'default catalog for two-part names such as bronze.customers')
-    .action(async (statements: string, opts: { format: OutputFormat; catalog?: string }) => {
-      const config = await loadConfig(ctx.configPath());
-      const warehouse = new Warehouse(config.warehouse);
-      const defaultCatalog = opts.catalog ?? defaultCatalogOf(config, await warehouse.listCatalogs());
-      const script = statements === '-' ? await readAll(ctx.stdin) : statements;
-      await using session = await SqlSession.open(warehouse, {
-        connections: connectionDirectory(config),
-        ...(defaultCatalog ? { defaultCatalog } : {}),
-      });
-      const result = await session.execute(script);
-      ctx.stdout.write(renderResult(result, opts.format));
-    });
+    .option(
+      '--latest',
+      "read every table's newest version instead of its pipeline's consistent cut (where all tables agree)",
+    )
+    .action(
+      async (statements: string, opts: { format: OutputFormat; catalog?: string; latest?: boolean }) => {
+        const config = await loadConfig(ctx.configPath());
+        const warehouse = new Warehouse(config.warehouse);
+        const defaultCatalog = opts.catalog ?? defaultCatalogOf(config, await warehouse.listCatalogs());
+        const script = statements === '-' ? await readAll(ctx.stdin) : statements;
+        await using session = await SqlSession.open(warehouse, {
+          connections: connectionDirectory(config),
+          ...(defaultCatalog ? { defaultCatalog } : {}),
+          consistentCut: opts.latest !== true,
+        });
+        const result = await session.execute(script);
+        ctx.stdout.write(renderResult(result, opts.format));
+      },
+    );
 }
 
 /** The catalog two-part names resolve in: the first pipeline's destination, else the only catalog there is. */
