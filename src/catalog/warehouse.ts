@@ -48,6 +48,14 @@ export class Warehouse {
     return join(this.root, name.catalog, name.schema, name.table);
   }
 
+  /**
+   * Where a `system.<schema>.<table>` table lives (`system.lakeflow.pipeline_events`): beside the catalogs but
+   * outside them, since `system` is no catalog of the warehouse (and DuckDB reserves the name).
+   */
+  systemTablePath(schema: string, table: string): string {
+    return join(this.root, '.tributary', 'system', schema, table);
+  }
+
   volumePath(name: VolumeName): string {
     return join(this.root, name.catalog, name.schema, name.volume);
   }

@@ -93,7 +93,10 @@ export function rewriteDatabricksSql(sql: string, options: { firstId?: number } 
         table = undefined;
       }
       const temporal = table ? cursor.temporal() : undefined;
-      if (table && (table.kind === 'path' || temporal)) {
+      // `system.<schema>.<table>` (system.lakeflow.pipeline_events) is no DuckDB catalog: a view like a path.
+      const system =
+        table?.kind === 'name' && table.parts.length === 3 && table.parts[0]?.toLowerCase() === 'system';
+      if (table && (table.kind === 'path' || temporal || system)) {
         const view = `__delta_${nextId++}`;
         const alias =
           table.kind === 'name' && !aliasFollows(cursor)

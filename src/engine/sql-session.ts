@@ -121,6 +121,20 @@ export class SqlSession implements AsyncDisposable, StatementContext {
       }
       return { root, name: null, display: root };
     }
+    if (reference.parts.length === 3 && reference.parts[0]?.toLowerCase() === 'system') {
+      const [, schema, table] = reference.parts as [string, string, string];
+      const root = this.warehouse.systemTablePath(schema.toLowerCase(), table.toLowerCase());
+      const display = `system.${schema.toLowerCase()}.${table.toLowerCase()}`;
+      if (mustExist && !(await isDeltaTable(root))) {
+        throw new TributaryError('SQL_UNKNOWN_TABLE', `Table or view not found: ${reference.text}`, {
+          hint:
+            display === 'system.lakeflow.pipeline_events'
+              ? 'It is written by `tributary run`: no pipeline has run in this warehouse yet.'
+              : 'The system tables are system.lakeflow.pipeline_events.',
+        });
+      }
+      return { root, name: null, display };
+    }
     const name = await this.#tableName(reference, mustExist);
     return {
       root: this.warehouse.tablePath(name),

@@ -1,6 +1,7 @@
 /** `tributary run <pipeline>`: capture from the source and apply to the bronze tables. */
 import type { Command } from 'commander';
-import { type RunReport, runPipelineOnce } from '../../app/run-pipeline.js';
+import { runRecordedRound } from '../../app/pipeline-rounds.js';
+import type { RunReport } from '../../app/run-pipeline.js';
 import { loadConfig } from '../../config/load-config.js';
 import { TributaryError } from '../../core/errors.js';
 import { stderrLogger } from '../../pipeline/logger.js';
@@ -30,7 +31,7 @@ export function registerRunCommand(program: Command, ctx: CliContext): void {
         }
       };
       if (opts.once) {
-        report(await runPipelineOnce(config, name, { signal: new AbortController().signal, log }));
+        report(await runRecordedRound(config, name, { signal: new AbortController().signal, log }));
         return;
       }
       // Stops at a safe point: the round in progress sees the abort between segments and commits.
@@ -43,7 +44,7 @@ export function registerRunCommand(program: Command, ctx: CliContext): void {
       process.once('SIGTERM', stop);
       try {
         await superviseRounds(
-          async () => report(await runPipelineOnce(config, name, { signal: controller.signal, log })),
+          async () => report(await runRecordedRound(config, name, { signal: controller.signal, log })),
           {
             signal: controller.signal,
             log,

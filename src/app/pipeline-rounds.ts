@@ -1,0 +1,91 @@
+/**
+ * A pipeline round as `tributary run` performs it: the round itself, then its row in
+ * `system.lakeflow.pipeline_events`. Recording never fails the round: a broken events table is a warning.
+ */
+import { randomUUID } from 'node:crypto';
+import { Warehouse } from '../catalog/warehouse.js';
+import type { TributaryConfig } from '../config/load-config.js';
+import { isTributaryError, messageOf } from '../core/errors.js';
+import { DuckDb } from '../engine/duckdb.js';
+import {
+  appendPipelineEvents,
+  type PipelineEvent,
+  worthRecording,
+} from '../observability/pipeline-events.js';
+import { pipelineOf, type RunOnceOptions, type RunReport, runPipelineOnce } from './run-pipeline.js';
+
+/** One id per process: the rounds of one `tributary run` share it, as Lakeflow's update id. */
+const updateId = randomUUID();
+
+export async function runRecordedRound(
+  config: TributaryConfig,
+  pipelineName: string,
+  options: RunOnceOptions,
+): Promise<RunReport> {
+  const started = Date.now();
+  const pipeline = pipelineOf(config, pipelineName);
+  const base = {
+    pipelineName,
+    gatewayName: pipeline.gateway,
+    updateId,
+    timestamp: new Date(started),
+  };
+  let report: RunReport;
+  try {
+    report = await runPipelineOnce(config, pipelineName, options);
+  } catch (error) {
+    const cancelled = options.signal.aborted;
+    await record(config, options, {
+      ...base,
+      state: cancelled ? 'CANCELED' : 'FAILED',
+      message: cancelled ? 'stopped by a signal' : messageOf(error),
+      errorCode: isTributaryError(error) ? error.code : 'INTERNAL',
+      durationMs: Date.now() - started,
+      changesCaptured: 0,
+      rowsInserted: 0,
+      rowsUpdated: 0,
+      rowsDeleted: 0,
+      tablesApplied: 0,
+      tablesFailed: failedTables(error),
+    });
+    throw error;
+  }
+  const sum = (k: 'inserted' | 'updated' | 'deleted') => report.tables.reduce((n, t) => n + t[k], 0);
+  const snapshotRows = report.capture.segments
+    .filter((s) => s.origin === 'snapshot')
+    .reduce((n, s) => n + Object.values(s.tables).reduce((m, t) => m + t.rows, 0), 0);
+  const changesCaptured = report.capture.changes + snapshotRows;
+  await record(config, options, {
+    ...base,
+    state: 'COMPLETED',
+    message:
+      changesCaptured === 0 && sum('inserted') + sum('updated') + sum('deleted') === 0
+        ? 'up to date'
+        : `${changesCaptured} change(s) captured; ${sum('inserted')} inserted, ${sum('updated')} updated, ${sum('deleted')} deleted`,
+    errorCode: null,
+    durationMs: Date.now() - started,
+    changesCaptured,
+    rowsInserted: sum('inserted'),
+    rowsUpdated: sum('updated'),
+    rowsDeleted: sum('deleted'),
+    tablesApplied: report.tables.length,
+    tablesFailed: 0,
+  });
+  return report;
+}
+
+/** "N of M table(s) could not be applied" names how many failed; any other failure counts none. */
+function failedTables(error: unknown): number {
+  const m = / (\d+) of \d+ table\(s\) could not be applied/.exec(` ${messageOf(error)}`);
+  return m ? Number(m[1]) : 0;
+}
+
+async function record(config: TributaryConfig, options: RunOnceOptions, event: PipelineEvent): Promise<void> {
+  if (!worthRecording(event)) return;
+  try {
+    await using db = await DuckDb.open();
+    await appendPipelineEvents(db, new Warehouse(config.warehouse), [event]);
+  } catch (error) {
+    options.log.warn(`could not record the round in system.lakeflow.pipeline_events: ${messageOf(error)}`);
+  }
+}
