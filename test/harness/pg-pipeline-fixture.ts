@@ -23,8 +23,11 @@ export interface PgPipelineFixture extends AsyncDisposable {
   cli(args: readonly string[], options?: Partial<CliOptions>): Promise<CliRun>;
   /** `tributary run p --once`, failing the test on a non-zero exit. */
   run(): Promise<CliRun>;
-  /** `tributary sql <sql> --format json`, parsed. */
-  sql(statement: string): Promise<Record<string, unknown>[]>;
+  /**
+   * `tributary sql <sql> --format json`, parsed. `latest` reads newest table versions instead of the
+   * pipeline's consistent cut (which a failing table holds back).
+   */
+  sql(statement: string, options?: { latest?: boolean }): Promise<Record<string, unknown>[]>;
 }
 
 export async function pgPipelineFixture(options: {
@@ -106,8 +109,8 @@ ${objects}
       if (r.code !== 0) throw new Error(`tributary run failed (${r.code ?? r.signal}):\n${r.stderr}`);
       return r;
     },
-    async sql(statement) {
-      const r = await cli(['sql', statement, '--format', 'json']);
+    async sql(statement, options = {}) {
+      const r = await cli(['sql', statement, '--format', 'json', ...(options.latest ? ['--latest'] : [])]);
       if (r.code !== 0) throw new Error(`tributary sql failed (${r.code}):\n${r.stderr}`);
       return JSON.parse(r.stdout) as Record<string, unknown>[];
     },

@@ -23,8 +23,11 @@ export interface PipelineFixture extends AsyncDisposable {
   cli(args: readonly string[], options?: Partial<CliOptions>): Promise<CliRun>;
   /** `tributary run p --once`, failing the test on a non-zero exit. */
   run(): Promise<CliRun>;
-  /** `tributary sql <sql> --format json`, parsed. */
-  sql(statement: string): Promise<Record<string, unknown>[]>;
+  /**
+   * `tributary sql <sql> --format json`, parsed. `latest` reads newest table versions instead of the
+   * pipeline's consistent cut (which a failing table holds back).
+   */
+  sql(statement: string, options?: { latest?: boolean }): Promise<Record<string, unknown>[]>;
 }
 
 export async function pipelineFixture(options: {
@@ -100,8 +103,8 @@ ${options.pipelines?.(db.name) ?? ''}
       if (r.code !== 0) throw new Error(`tributary run failed (${r.code ?? r.signal}):\n${r.stderr}`);
       return r;
     },
-    async sql(statement) {
-      const r = await cli(['sql', statement, '--format', 'json']);
+    async sql(statement, options = {}) {
+      const r = await cli(['sql', statement, '--format', 'json', ...(options.latest ? ['--latest'] : [])]);
       if (r.code !== 0) throw new Error(`tributary sql failed (${r.code}):\n${r.stderr}`);
       return JSON.parse(r.stdout) as Record<string, unknown>[];
     },
@@ -130,6 +133,7 @@ export async function sourceAndBronze(
   table: string,
   key: string,
   columns?: readonly string[],
+  options: { latest?: boolean } = {},
 ): Promise<{ source: Array<Record<string, string | null>>; bronze: Array<Record<string, string | null>> }> {
   const [rows] = await f.conn.query(`SELECT * FROM \`${f.db.name}\`.\`${table}\` ORDER BY \`${key}\``);
   const source = (rows as Array<Record<string, unknown>>).map((r) => {
@@ -140,6 +144,7 @@ export async function sourceAndBronze(
   const cols = Object.keys(source[0] ?? {}).map((c) => `"${c}"`);
   const bronzeRows = await f.sql(
     `SELECT ${cols.length > 0 ? cols.join(', ') : '*'} FROM retail_analytics.bronze."${table}" ORDER BY "${key}"`,
+    options,
   );
   const bronze = bronzeRows.map((r) => {
     const out: Record<string, string | null> = {};
