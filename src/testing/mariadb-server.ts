@@ -2,7 +2,6 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,6 +13,7 @@ import {
 } from 'mysql2/promise';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { ensureProgram } from './ensure-program.js';
+import { freePort } from './free-port.js';
 
 /** A MariaDB server for tests and the demo: one this process started, or one named by the environment. */
 export interface MariaDbServer extends AsyncDisposable {
@@ -602,20 +602,6 @@ function keepServers(): boolean {
 
 function runningAsRoot(): boolean {
   return process.getuid?.() === 0;
-}
-
-/** A loopback port free right now; another process may still take it before mariadbd binds it. */
-function freePort(): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolvePromise(port));
-    });
-  });
 }
 
 async function fileSize(path: string): Promise<number> {

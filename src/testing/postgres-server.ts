@@ -8,12 +8,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { ensureProgram } from './ensure-program.js';
+import { freePort } from './free-port.js';
 
 export interface PostgresServer extends AsyncDisposable {
   readonly host: string;
@@ -376,18 +376,5 @@ function registerExitHook(): void {
   exitHookRegistered = true;
   process.on('exit', () => {
     for (const server of liveServers) server.stopNow();
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => done(port));
-    });
   });
 }

@@ -19,6 +19,7 @@
  */
 import type { Client } from 'pg';
 import { messageOf, TributaryError } from '../../core/errors.js';
+import { quotePgIdent, quotePgString } from './connect.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import {
   decodePgoutput,
@@ -202,11 +203,11 @@ export class ReplicationStream implements AsyncIterable<ReplicationFrame>, Async
   startCommand(): string {
     const o = this.#options;
     const version = o.protocolVersion ?? 2;
-    const publications = o.publications.map(quoteIdent).join(',');
-    const options = [`proto_version '${version}'`, `publication_names ${quoteLiteral(publications)}`];
+    const publications = o.publications.map(quotePgIdent).join(',');
+    const options = [`proto_version '${version}'`, `publication_names ${quotePgString(publications)}`];
     if (version >= 2 && o.streaming !== false) options.push(`streaming 'on'`);
     if (o.messages !== false) options.push(`messages 'true'`);
-    return `START_REPLICATION SLOT ${quoteIdent(o.slot)} LOGICAL ${formatLsn(o.startLsn)} (${options.join(', ')})`;
+    return `START_REPLICATION SLOT ${quotePgIdent(o.slot)} LOGICAL ${formatLsn(o.startLsn)} (${options.join(', ')})`;
   }
 
   [Symbol.asyncIterator](): AsyncIterator<ReplicationFrame> {
@@ -393,7 +394,7 @@ export class ReplicationStream implements AsyncIterable<ReplicationFrame>, Async
   async #checkSlot(): Promise<void> {
     const { slot, startLsn } = this.#options;
     const result = await this.#client.query<Record<string, unknown>>(
-      `SELECT slot_type, plugin, database, current_database() AS current_database, confirmed_flush_lsn::text AS confirmed, to_jsonb(s) ->> 'wal_status' AS wal_status FROM pg_replication_slots s WHERE slot_name = ${quoteLiteral(slot)}`,
+      `SELECT slot_type, plugin, database, current_database() AS current_database, confirmed_flush_lsn::text AS confirmed, to_jsonb(s) ->> 'wal_status' AS wal_status FROM pg_replication_slots s WHERE slot_name = ${quotePgString(slot)}`,
     );
     const row = result.rows[0];
     if (!row) throw slotMissing(slot, this.#label);
@@ -545,15 +546,6 @@ function slotInvalidated(slot: string, label: string, detail: string, cause?: un
       ...(cause === undefined ? {} : { cause }),
     },
   );
-}
-
-/** A double-quoted identifier, as the replication command grammar and SplitIdentifierString read it. */
-export function quoteIdent(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
-function quoteLiteral(text: string): string {
-  return `'${text.replaceAll("'", "''")}'`;
 }
 
 function capitalize(text: string): string {
