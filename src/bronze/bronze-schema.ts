@@ -1,15 +1,45 @@
 /**
  * The Delta schema of a bronze table: the source columns, mapped to Delta types by the source adapter, plus
- * the CDC metadata columns that Lakeflow Connect adds.
+ * the CDC metadata columns that Lakeflow Connect adds. A history table (SCD type 2) also has `__START_AT` and
+ * `__END_AT`, as Lakeflow's SCD type 2 tables do: one row per version of a key.
  */
+import { TributaryError } from '../core/errors.js';
 import type { TableSchema } from '../core/table.js';
 import type { DataType, StructField, StructType } from '../delta/schema.js';
 import { isSupportedTypeChange, sameType, widenField } from '../delta/type-widening.js';
 
 /** Source commit time of the change that produced the row's current version. */
 export const COMMIT_TIMESTAMP_COLUMN = '_commit_timestamp';
+/** History tables: when the row's version began (the source commit time of the change that made it). */
+export const START_AT_COLUMN = '__START_AT';
+/** History tables: when the row's version ended (superseded or deleted); NULL while it is current. */
+export const END_AT_COLUMN = '__END_AT';
+/** The metadata columns bronze adds after the source columns. */
+const METADATA_COLUMNS = new Set([COMMIT_TIMESTAMP_COLUMN, START_AT_COLUMN, END_AT_COLUMN]);
 
-export function bronzeSchema(source: TableSchema): StructType {
+export interface BronzeLayout {
+  /** SCD type 2: add `__START_AT` and `__END_AT`. */
+  readonly history?: boolean;
+}
+
+/** Whether `schema` has the history columns as bronze metadata (not as columns of the source table). */
+export function hasHistoryColumns(schema: StructType, source: TableSchema): boolean {
+  return [START_AT_COLUMN, END_AT_COLUMN].every(
+    (name) => schema.fields.some((f) => f.name === name) && !source.columns.some((c) => c.name === name),
+  );
+}
+
+export function bronzeSchema(source: TableSchema, layout: BronzeLayout = {}): StructType {
+  if (layout.history) {
+    const clash = source.columns.filter((c) => METADATA_COLUMNS.has(c.name)).map((c) => c.name);
+    if (clash.length > 0) {
+      throw new TributaryError(
+        'CONFIG_INVALID',
+        `The source table ${source.id.schema}.${source.id.table} has column(s) ${clash.join(', ')}, which SCD_TYPE_2 bronze tables use for their history.`,
+        { hint: 'Leave the column(s) out with exclude_columns, or use SCD_TYPE_1 for this table.' },
+      );
+    }
+  }
   const fields: StructField[] = source.columns.map((c) => ({
     name: c.name,
     type: c.type,
@@ -19,6 +49,12 @@ export function bronzeSchema(source: TableSchema): StructType {
     metadata: {},
   }));
   fields.push({ name: COMMIT_TIMESTAMP_COLUMN, type: 'timestamp', nullable: true, metadata: {} });
+  if (layout.history) {
+    fields.push(
+      { name: START_AT_COLUMN, type: 'timestamp', nullable: true, metadata: {} },
+      { name: END_AT_COLUMN, type: 'timestamp', nullable: true, metadata: {} },
+    );
+  }
   return { type: 'struct', fields };
 }
 
@@ -49,7 +85,11 @@ export function evolveSchema(
     const existing = fields[at];
     if (!existing) {
       added.push(f.name);
-      fields.splice(fields.length - (fields.at(-1)?.name === COMMIT_TIMESTAMP_COLUMN ? 1 : 0), 0, f);
+      // Source columns go before the trailing metadata columns.
+      let at = fields.length;
+      while (!METADATA_COLUMNS.has(f.name) && at > 0 && METADATA_COLUMNS.has(fields[at - 1]?.name as string))
+        at--;
+      fields.splice(at, 0, f);
     } else if (sameType(existing.type, f.type)) {
       // Unchanged.
     } else if (typeof f.type === 'string' && isSupportedTypeChange(existing.type, f.type)) {

@@ -44,7 +44,14 @@ import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from '../engine/duc
 import { duckDbTypeFor } from '../engine/duckdb-types.js';
 import { computeFileStats } from '../engine/file-stats.js';
 import { COMMIT_US_COLUMN, OP_COLUMN, ORD_COLUMN, UNCHANGED_COLUMN } from '../staging/segment-format.js';
-import { bronzeSchema, COMMIT_TIMESTAMP_COLUMN, evolveSchema } from './bronze-schema.js';
+import {
+  bronzeSchema,
+  COMMIT_TIMESTAMP_COLUMN,
+  END_AT_COLUMN,
+  evolveSchema,
+  hasHistoryColumns,
+  START_AT_COLUMN,
+} from './bronze-schema.js';
 
 export interface MergeInput {
   readonly tableRoot: string;
@@ -69,6 +76,11 @@ export interface MergeInput {
    * table (protocol reader 3 / writer 7 with `deletionVectors`).
    */
   readonly tableProperties?: Readonly<Record<string, string>> | undefined;
+  /**
+   * History tables (SCD type 2, {@link planHistoryMerge}): the source commit time (µs) of the reset that
+   * starts the batch when `overwrite` is set; it closes every open row. Unused by {@link planMerge}.
+   */
+  readonly resetAtUs?: bigint | undefined;
 }
 
 export interface MergeMetrics {
@@ -103,16 +115,17 @@ export interface MergePlan {
   readonly readFiles: readonly string[];
 }
 
-const FILE_COLUMN = '_tributary_file';
+/** The staged file a change came from (`read_parquet`'s filename column); with the ord, the source order. */
+export const FILE_COLUMN = '_tributary_file';
 const FULL_REFRESH_HINT =
   'A full refresh of the table is needed: stop the pipeline, remove the gateway directory in the staging volume and the bronze table, and run again (a fresh snapshot then creates the table with the new types).';
 /** The scan's extra columns in the locate step; the prefix keeps them clear of source column names. */
-const FILE_ID = '__tributary_file_id';
-const ROW_INDEX = '__tributary_row_index';
+export const FILE_ID = '__tributary_file_id';
+export const ROW_INDEX = '__tributary_row_index';
 /** Concurrent DV file reads while loading the DVs of the files to scan. */
 const DV_LOAD_CONCURRENCY = 16;
 
-function typeOf(field: StructField): string {
+export function typeOf(field: StructField): string {
   if (typeof field.type !== 'string') {
     throw new TributaryError(
       'INTERNAL',
@@ -123,7 +136,7 @@ function typeOf(field: StructField): string {
 }
 
 /** The typed value of a staged text column. */
-function fromStaged(field: StructField, present: boolean): string {
+export function fromStaged(field: StructField, present: boolean): string {
   const type = typeOf(field);
   if (!present) return `NULL::${duckDbTypeFor(type)}`;
   const c = q(field.name);
@@ -132,8 +145,22 @@ function fromStaged(field: StructField, present: boolean): string {
   return `CAST(${c} AS ${duckDbTypeFor(type)})`;
 }
 
-export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePlan> {
-  const incoming = bronzeSchema(input.source);
+/** The table a merge writes: its schema (evolved), protocol and metadata, and the actions that set them. */
+export interface MergeTarget {
+  readonly actions: Action[];
+  readonly schema: StructType;
+  readonly protocol: Protocol;
+  readonly metadata: Metadata;
+  /** Old row versions are retired by deletion vectors rather than by rewriting their files. */
+  readonly mergeOnRead: boolean;
+}
+
+/**
+ * Creates the table's protocol and metadata, or evolves the existing schema to `incoming` (added columns, type
+ * widening). Refuses a table whose layout (with or without the SCD type 2 history columns) is not the one the
+ * pipeline asks for: switching `scd_type` needs a full refresh.
+ */
+export function prepareTarget(input: MergeInput, incoming: StructType): MergeTarget {
   const snapshot = input.snapshot;
   const actions: Action[] = [];
   let schema: StructType;
@@ -146,8 +173,18 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
     metadata = newTableMetadata(schema, { configuration });
     actions.push({ protocol }, { metaData: metadata });
   } else {
-    const evolved = evolveSchema(snapshot.schema, incoming);
     const name = `${input.source.id.schema}.${input.source.id.table}`;
+    const wantsHistory = hasHistoryColumns(incoming, input.source);
+    if (hasHistoryColumns(snapshot.schema, input.source) !== wantsHistory) {
+      throw new TributaryError(
+        'CONFIG_INVALID',
+        `The bronze table ${input.tableRoot} of ${name} was created ${wantsHistory ? 'without' : 'with'} history columns (${START_AT_COLUMN}, ${END_AT_COLUMN}), but the pipeline now asks for ${wantsHistory ? 'SCD_TYPE_2' : 'SCD_TYPE_1'}.`,
+        {
+          hint: `Set scd_type back to ${wantsHistory ? 'SCD_TYPE_1' : 'SCD_TYPE_2'}, or do a full refresh: stop the pipeline, remove the gateway directory in the staging volume and the bronze table, and run again (a fresh snapshot then creates the table as ${wantsHistory ? 'SCD_TYPE_2' : 'SCD_TYPE_1'}).`,
+        },
+      );
+    }
+    const evolved = evolveSchema(snapshot.schema, incoming);
     if (evolved.conflicts.length > 0) {
       throw new TributaryError(
         'SOURCE_SCHEMA_CHANGED',
@@ -185,6 +222,12 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
   const mergeOnRead =
     isEnabled(metadata.configuration, 'delta.enableDeletionVectors') &&
     isFeatureSupported(protocol, 'deletionVectors');
+  return { actions, schema, protocol, metadata, mergeOnRead };
+}
+
+export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePlan> {
+  const snapshot = input.snapshot;
+  const { actions, schema, mergeOnRead } = prepareTarget(input, bronzeSchema(input.source));
 
   const fields = schema.fields;
   const pk = input.source.primaryKey;
@@ -268,30 +311,17 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
       counts = await changeCounts(session, pkList);
 
       if (mergeOnRead) {
-        const hitRows = await rowsByFile(session);
-        const updates: { add: AddFile; rows: RowIndexSet }[] = [];
-        for (const [fileId, rows] of hitRows) {
-          const add = candidates[fileId] as AddFile;
-          const old = dvRows[fileId];
-          const all = old ? unionRowIndexSets(old, rows) : rows;
-          if (all.cardinality >= (await physicalRows(session, snapshot, add))) {
-            // Nothing of the file is left: drop it rather than keep a file that reads as empty.
-            removes.push(removeFileAction(add, now));
-            if (add.deletionVector) dvMetrics.removed++;
-          } else {
-            updates.push({ add, rows: all });
-          }
-        }
-        const written = await writeDeletionVectors(
-          input.tableRoot,
-          updates.map((u) => u.rows),
+        const retired = await retireByDeletionVectors(
+          session,
+          snapshot,
+          candidates,
+          dvRows,
+          await rowsByFile(session),
+          now,
         );
-        updates.forEach(({ add }, i) => {
-          removes.push(removeFileAction(add, now));
-          dvAdds.push(readdWithDeletionVector(add, written.descriptors[i] as DeletionVectorDescriptor));
-          if (add.deletionVector) dvMetrics.updated++;
-          else dvMetrics.added++;
-        });
+        removes.push(...retired.removes);
+        dvAdds.push(...retired.dvAdds);
+        Object.assign(dvMetrics, retired.metrics);
       } else {
         const ids = await session.rows(`SELECT DISTINCT ${q(FILE_ID)} AS id FROM hits ORDER BY id`);
         const hitFiles = ids.map((r) => candidates[Number(r['id'])] as AddFile);
@@ -342,27 +372,9 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
       ? `SELECT ${upsertCols} FROM chg c LEFT JOIN stored s USING (${pkList}) WHERE c.${OP_COLUMN} <> 'd'`
       : `SELECT ${upsertCols} FROM chg c WHERE c.${OP_COLUMN} <> 'd'`;
     const output = keptSql ? `${keptSql} UNION ALL ${upserts}` : upserts;
-    await mkdir(input.tableRoot, { recursive: true });
-    const name = newDataFileName();
-    const path = join(input.tableRoot, name);
-    const written = await session.rows(
-      `COPY (${output}) TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy)`,
-    );
-    const outputRows = Number(written[0]?.['Count'] ?? 0);
-    const adds: AddFile[] = [...dvAdds];
-    if (outputRows > 0) {
-      const info = await stat(path);
-      adds.push({
-        path: name,
-        partitionValues: {},
-        size: info.size,
-        modificationTime: Math.floor(info.mtimeMs),
-        dataChange: true,
-        stats: await computeFileStats(db, path, fields),
-      });
-    } else {
-      await unlink(path).catch(() => {});
-    }
+    const written = await writeDataFile(db, session, input.tableRoot, output, fields);
+    const outputRows = written.rows;
+    const adds: AddFile[] = [...dvAdds, ...(written.add ? [written.add] : [])];
     actions.push(...removes.map((remove) => ({ remove })), ...adds.map((add) => ({ add })));
     const merge = !input.overwrite && existing.length > 0;
     // A DV update removes and re-adds the same path: those are neither new nor gone data files.
@@ -385,6 +397,80 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
   } finally {
     await session[Symbol.asyncDispose]();
   }
+}
+
+/**
+ * Marks `hitRows` (row indexes per index into `candidates`) deleted: each file gets a DV holding its old DV's
+ * rows and the hits (one DV file for the commit), or is removed when nothing of it would be left.
+ */
+export async function retireByDeletionVectors(
+  session: DuckDb,
+  snapshot: Snapshot,
+  candidates: readonly AddFile[],
+  dvRows: readonly (RowIndexSet | undefined)[],
+  hitRows: ReadonlyMap<number, RowIndexSet>,
+  now: number,
+): Promise<{ removes: RemoveFile[]; dvAdds: AddFile[]; metrics: DeletionVectorMetrics }> {
+  const removes: RemoveFile[] = [];
+  const dvAdds: AddFile[] = [];
+  const metrics = { added: 0, updated: 0, removed: 0 };
+  const updates: { add: AddFile; rows: RowIndexSet }[] = [];
+  for (const [fileId, rows] of hitRows) {
+    const add = candidates[fileId] as AddFile;
+    const old = dvRows[fileId];
+    const all = old ? unionRowIndexSets(old, rows) : rows;
+    if (all.cardinality >= (await physicalRows(session, snapshot, add))) {
+      // Nothing of the file is left: drop it rather than keep a file that reads as empty.
+      removes.push(removeFileAction(add, now));
+      if (add.deletionVector) metrics.removed++;
+    } else {
+      updates.push({ add, rows: all });
+    }
+  }
+  const written = await writeDeletionVectors(
+    snapshot.tableRoot,
+    updates.map((u) => u.rows),
+  );
+  updates.forEach(({ add }, i) => {
+    removes.push(removeFileAction(add, now));
+    dvAdds.push(readdWithDeletionVector(add, written.descriptors[i] as DeletionVectorDescriptor));
+    if (add.deletionVector) metrics.updated++;
+    else metrics.added++;
+  });
+  return { removes, dvAdds, metrics };
+}
+
+/** Writes the rows of `output` into one new data file of the table; no file (and no add) when there are none. */
+export async function writeDataFile(
+  db: DuckDb,
+  session: DuckDb,
+  tableRoot: string,
+  output: string,
+  fields: readonly StructField[],
+): Promise<{ rows: number; add: AddFile | null }> {
+  await mkdir(tableRoot, { recursive: true });
+  const name = newDataFileName();
+  const path = join(tableRoot, name);
+  const written = await session.rows(
+    `COPY (${output}) TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy)`,
+  );
+  const rows = Number(written[0]?.['Count'] ?? 0);
+  if (rows === 0) {
+    await unlink(path).catch(() => {});
+    return { rows, add: null };
+  }
+  const info = await stat(path);
+  return {
+    rows,
+    add: {
+      path: name,
+      partitionValues: {},
+      size: info.size,
+      modificationTime: Math.floor(info.mtimeMs),
+      dataChange: true,
+      stats: await computeFileStats(db, path, fields),
+    },
+  };
 }
 
 /** The boolean column of `chg` that says a partial column keeps the stored value. */
@@ -443,7 +529,7 @@ async function changeCounts(
 }
 
 /** The hit rows per file, as ranges computed by DuckDB (gaps and islands), so a bulk delete stays small. */
-async function rowsByFile(session: DuckDb): Promise<Map<number, RowIndexSet>> {
+export async function rowsByFile(session: DuckDb): Promise<Map<number, RowIndexSet>> {
   const ranges = await session.rows(
     `SELECT f, min(r) AS lo, max(r) + 1 AS hi
        FROM (SELECT ${q(FILE_ID)} AS f, ${q(ROW_INDEX)} AS r,
@@ -480,7 +566,7 @@ async function physicalRows(session: DuckDb, snapshot: Snapshot, add: AddFile): 
   return Number(rows[0]?.['n'] ?? 0);
 }
 
-async function loadDeletionVectors(
+export async function loadDeletionVectors(
   snapshot: Snapshot,
   files: readonly AddFile[],
 ): Promise<(RowIndexSet | undefined)[]> {
@@ -533,7 +619,7 @@ function boundSql(field: StructField, bound: 'min' | 'max'): string {
  * test is a range join in DuckDB over (files × changed keys), so it costs the log's size and the batch's,
  * never a data file read.
  */
-async function candidateFiles(
+export async function candidateFiles(
   session: DuckDb,
   files: readonly AddFile[],
   keyFields: readonly StructField[],

@@ -8,6 +8,7 @@
  */
 import { dirname, join } from 'node:path';
 import { type MergeMetrics, planMerge } from '../bronze/merge-changes.js';
+import { planHistoryMerge } from '../bronze/merge-history.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { describeStorageFull, storageFullReason } from '../core/storage-full.js';
 import type { TableSchema } from '../core/table.js';
@@ -29,6 +30,11 @@ export interface ApplyTarget {
   readonly tableRoot: string;
   /** Delta table properties for when the table is created (`table_configuration.table_properties`). */
   readonly tableProperties?: Readonly<Record<string, string>>;
+  /**
+   * `SCD_TYPE_2` keeps a history row per version of a key (`__START_AT`, `__END_AT`; merge-history.ts);
+   * default `SCD_TYPE_1`.
+   */
+  readonly scdType?: 'SCD_TYPE_1' | 'SCD_TYPE_2';
 }
 
 export interface ApplyOptions {
@@ -129,18 +135,27 @@ async function applyTable(
     commits: 0,
   };
   let snapshot = await currentSnapshot(target.tableRoot);
+  const history = target.scdType === 'SCD_TYPE_2';
 
   for (;;) {
     options.signal.throwIfAborted();
     const applied = snapshot?.txnVersion(appId) ?? 0;
     let pending = manifests.filter((m) => m.seq > applied && m.tables[target.sourceKey] !== undefined);
     if (pending.length === 0) break;
-    // A reset (the first segment of a fresh snapshot of this table) makes everything before it moot.
-    const lastReset = pending.findLastIndex((m) => m.tables[target.sourceKey]?.reset);
-    if (lastReset > 0) pending = pending.slice(lastReset);
+    const isReset = (m: SegmentManifest) => m.tables[target.sourceKey]?.reset === true;
+    if (history) {
+      // History is kept across a reset: everything before it is applied, and a reset only ever starts a batch.
+      const nextReset = pending.findIndex((m, i) => i > 0 && isReset(m));
+      if (nextReset > 0) pending = pending.slice(0, nextReset);
+    } else {
+      // A reset (a fresh snapshot of this table, a TRUNCATE) makes everything before it moot.
+      const lastReset = pending.findLastIndex(isReset);
+      if (lastReset > 0) pending = pending.slice(lastReset);
+    }
     // Never mix a reset with later segments' rewrite in one commit beyond the cap.
     const batch = pending.slice(0, options.maxSegmentsPerCommit);
-    const overwrite = batch[0]?.tables[target.sourceKey]?.reset === true;
+    const first = batch[0] as SegmentManifest;
+    const overwrite = isReset(first);
     const last = batch.at(-1) as SegmentManifest;
     const newest = last.tables[target.sourceKey]?.schema as TableSchema;
     const stagedColumns = new Set<string>();
@@ -156,7 +171,7 @@ async function applyTable(
 
     let plan: Awaited<ReturnType<typeof planMerge>>;
     try {
-      plan = await planMerge(options.db, {
+      plan = await (history ? planHistoryMerge : planMerge)(options.db, {
         tableRoot: target.tableRoot,
         snapshot,
         source: newest,
@@ -164,6 +179,7 @@ async function applyTable(
         stagedColumns,
         partial,
         overwrite,
+        ...(overwrite ? { resetAtUs: resetTimeUs(first, target.sourceKey) } : {}),
         ...(target.tableProperties ? { tableProperties: { ...target.tableProperties } } : {}),
       });
     } catch (error) {
@@ -216,6 +232,12 @@ async function applyTable(
     `${target.destination}: ${totals.commits} commit(s), +${totals.inserted} ~${totals.updated} -${totals.deleted} rows`,
   );
   return { destination: target.destination, ...totals, version: snapshot?.version ?? null };
+}
+
+/** The source commit time (µs) of the reset that starts a segment's entry for a table. */
+function resetTimeUs(manifest: SegmentManifest, sourceKey: string): bigint {
+  const at = manifest.tables[sourceKey]?.resetCommitTime ?? manifest.firstCommitTime ?? manifest.createdAt;
+  return BigInt(Date.parse(at)) * 1000n;
 }
 
 /**

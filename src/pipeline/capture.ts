@@ -180,8 +180,17 @@ async function stageSnapshot(
     } else {
       state = { ...state, seq, pendingSnapshot: pending };
     }
-    const tablesInSegment = new Map<string, { schema: TableSchema; reset: boolean; rows: StagedRow[] }>();
-    if (rows.length > 0 || reset) tablesInSegment.set(key, { schema: table, reset, rows });
+    const tablesInSegment = new Map<
+      string,
+      { schema: TableSchema; reset: boolean; resetCommitTime?: Date; rows: StagedRow[] }
+    >();
+    if (rows.length > 0 || reset)
+      tablesInSegment.set(key, {
+        schema: table,
+        reset,
+        ...(reset ? { resetCommitTime: batch.commitTime } : {}),
+        rows,
+      });
     segments.push(
       await options.volume.writeSegment(options.db, {
         seq,
@@ -272,7 +281,16 @@ const IDLE_SEAL_INTERVAL_MS = 60_000;
 const lastIdleSeal = new Map<string, number>();
 
 interface StreamDraft {
-  tables: Map<string, { schema: TableSchema; reset: boolean; rows: StagedRow[]; spilled?: SpilledPart[] }>;
+  tables: Map<
+    string,
+    {
+      schema: TableSchema;
+      reset: boolean;
+      resetCommitTime?: Date;
+      rows: StagedRow[];
+      spilled?: SpilledPart[];
+    }
+  >;
   /** Rows held in memory (not yet spilled). */
   held: number;
   ord: number;
@@ -365,7 +383,7 @@ async function stageStream(
         // Changes staged before the TRUNCATE must not share a segment entry with the reset that empties the
         // table, so they are sealed first; the reset entry then collects the changes that follow.
         if (draft.tables.has(key)) await seal();
-        draft.tables.set(key, { schema, reset: true, rows: [] });
+        draft.tables.set(key, { schema, reset: true, resetCommitTime: batch.commitTime, rows: [] });
         draft.changes++;
         options.log.info(`${key}: TRUNCATE captured; the bronze table is emptied at this point`);
         continue;

@@ -79,8 +79,16 @@ export interface StagedTable {
   readonly rows: number;
   /** The table's shape as these rows were captured. */
   readonly schema: TableSchema;
-  /** True for the first snapshot segment of a table: apply replaces the table's contents from here. */
+  /**
+   * True for the first snapshot segment of a table, and for a TRUNCATE: apply replaces the table's contents
+   * from here (a history table closes its open rows instead).
+   */
   readonly reset: boolean;
+  /**
+   * With `reset`: the source commit time of the reset (the TRUNCATE's transaction, or the snapshot's time), ISO
+   * 8601. Absent in segments staged before it was recorded; apply then takes `firstCommitTime`.
+   */
+  readonly resetCommitTime?: string;
   /** True when some rows leave columns unchanged; the file then has the {@link UNCHANGED_COLUMN} column. */
   readonly partial?: boolean;
 }

@@ -52,6 +52,8 @@ export interface SegmentDraft {
     {
       schema: TableSchema;
       reset: boolean;
+      /** With `reset`: the source commit time of the reset (recorded as the manifest's `resetCommitTime`). */
+      resetCommitTime?: Date;
       rows: readonly StagedRow[];
       /** Rows of this segment already written by {@link StagingVolume.spill}, oldest first. */
       spilled?: readonly SpilledPart[];
@@ -231,6 +233,9 @@ export class StagingVolume {
         rows: staged.rows.length + parts.reduce((n, p) => n + p.rows, 0),
         schema: staged.schema,
         reset: staged.reset,
+        ...(staged.reset && staged.resetCommitTime
+          ? { resetCommitTime: staged.resetCommitTime.toISOString() }
+          : {}),
         ...(anyPartial ? { partial: true } : {}),
       };
     }
