@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { writeConsistentCut } from '../catalog/consistent-cut.js';
 import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
 import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config/load-config.js';
-import { isTributaryError, TributaryError } from '../core/errors.js';
+import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import type { ConnectionDirectory, Finding, SourceConnector, TableSelection } from '../core/ports.js';
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
 import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
@@ -14,6 +14,7 @@ import type { Logger } from '../pipeline/logger.js';
 import { acquireRunLock } from '../pipeline/run-lock.js';
 import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';
 import { parseSecretReference } from '../secrets/secret-store.js';
+import { recordSourceContact } from '../staging/source-contact.js';
 import { StagingVolume } from '../staging/staging-volume.js';
 import { LogShapes } from './log-shapes.js';
 import { openConnectionSource, openSource } from './open-source.js';
@@ -109,12 +110,6 @@ function targetsOf(
   const targets = new Map<string, ApplyTarget>();
   for (const o of pipeline.objects) {
     if ('table' in o) {
-      if (o.table.table_configuration.scd_type !== 'SCD_TYPE_1') {
-        throw new TributaryError(
-          'CONFIG_INVALID',
-          `Pipeline ${pipelineName}: ${o.table.table_configuration.scd_type} is not supported yet; use SCD_TYPE_1.`,
-        );
-      }
       const name = {
         catalog: o.table.destination_catalog,
         schema: o.table.destination_schema,
@@ -126,15 +121,10 @@ function targetsOf(
         sourceKey,
         destination: formatTableName(name),
         tableRoot: warehouse.tablePath(name),
+        scdType: o.table.table_configuration.scd_type,
         ...(properties ? { tableProperties: properties } : {}),
       });
     } else {
-      if (o.schema.table_configuration.scd_type !== 'SCD_TYPE_1') {
-        throw new TributaryError(
-          'CONFIG_INVALID',
-          `Pipeline ${pipelineName}: ${o.schema.table_configuration.scd_type} is not supported yet; use SCD_TYPE_1.`,
-        );
-      }
       for (const t of tables) {
         const sourceKey = tableKey(t.id);
         if (t.id.schema !== o.schema.source_schema || targets.has(sourceKey)) continue;
@@ -157,6 +147,7 @@ function targetsOf(
           sourceKey,
           destination: formatTableName(name),
           tableRoot: warehouse.tablePath(name),
+          scdType: o.schema.table_configuration.scd_type,
           ...(properties ? { tableProperties: properties } : {}),
         });
       }
@@ -290,6 +281,7 @@ export async function runPipelineOnce(
 
   // The head is read before the table shapes, so every change up to the head was written with a shape no
   // newer than the one read: a column added meanwhile is already known.
+  const headAt = new Date();
   const head = await source.readHead(options.signal);
   const selection = gatewaySelection(config, gateway.name);
   const tables = await source.listTables(selection, options.signal);
@@ -333,6 +325,13 @@ export async function runPipelineOnce(
     options.log.warn(`${error.message} Applying the segments sealed so far before stopping.`);
     return undefined;
   });
+  // Capture read the log up to the head and sealed every change of the captured tables up to it: staging
+  // holds everything the source committed before headAt. `tributary status` reports the lag from this.
+  if (captured !== undefined) {
+    await recordSourceContact(volume.dir, { at: headAt.toISOString(), head }).catch((error: unknown) =>
+      options.log.warn(`could not record the source contact for tributary status: ${messageOf(error)}`),
+    );
+  }
 
   let applied: TableApplyReport[];
   try {

@@ -9,6 +9,8 @@ function render(s: PipelineStatus): string {
   const lines = [
     `${s.pipeline}  ${s.state}`,
     `  gateway ${s.gateway}: staged up to ${s.stagedPosition ?? '-'}; source at ${s.sourcePosition ?? `unknown (${s.sourceError})`}`,
+    // Unknown is said as such, never as 0.
+    `  capture lag: ${s.lag.seconds === null ? 'unknown' : `${s.lag.seconds} s`} (${s.lag.reason})`,
     `  ${s.stagedSegments} staged segment(s); newest staged change committed at ${s.newestStagedCommit ?? '-'}`,
   ];
   if (s.snapshot)
@@ -22,8 +24,12 @@ function render(s: PipelineStatus): string {
     'pendingSegments',
     'appliedThrough',
     'applyLagSeconds',
+    'lagSeconds',
   ];
-  const table = renderTable({ columns, rows: s.tables.map((t) => ({ ...t })) });
+  const table = renderTable({
+    columns,
+    rows: s.tables.map((t) => ({ ...t, lagSeconds: t.lagSeconds ?? 'unknown' })),
+  });
   return `${lines.join('\n')}\n${table
     .split('\n')
     .map((l) => (l ? `  ${l}` : l))

@@ -29,6 +29,7 @@ import { crc32 } from 'node:zlib';
 import ZongJi from '@vlasky/zongji';
 import { describe, expect, it } from 'vitest';
 import type { ChangeBatch } from '../../core/change.js';
+import { isTributaryError } from '../../core/errors.js';
 import { asPosition } from '../../core/position.js';
 import type { TableSchema } from '../../core/table.js';
 import { decodeBinlogPosition, encodeBinlogPosition, type ServerIdentity } from './binlog-position.js';
@@ -51,6 +52,7 @@ const UPDATE_ROWS_EVENT = 31;
 const DELETE_ROWS_EVENT = 32;
 const GTID_LOG_EVENT = 33;
 const PREVIOUS_GTIDS_LOG_EVENT = 35;
+const HEARTBEAT_LOG_EVENT = 27;
 
 // Column types (enum_field_types).
 const LONG = 3;
@@ -58,6 +60,7 @@ const LONGLONG = 8;
 const VARCHAR = 15;
 const DATETIME2 = 18;
 const NEWDECIMAL = 246;
+const GEOMETRY = 255;
 
 const u8 = (n: number) => Buffer.from([n]);
 const u16 = (n: number) => {
@@ -375,6 +378,7 @@ async function stream(
   packets: readonly Buffer[],
   count: number,
   log?: BinlogLog,
+  tables: readonly TableSchema[] = [orders],
 ): Promise<{ batches: ChangeBatch[]; binlog: ScriptedConnection }> {
   const { zongji, binlog } = scriptedZongJi();
   const controller = new AbortController();
@@ -383,7 +387,7 @@ async function stream(
     asPosition('~0'),
     start,
     {
-      tables: [orders],
+      tables,
       signal: controller.signal,
       serverId: 5401,
       server,
@@ -609,6 +613,241 @@ describe('DDL between transactions (binlog_row_metadata=FULL)', () => {
       expect.stringMatching(
         /^WARN shop\.orders: column note was renamed to label at the source \(binlog binlog\.000007:\d+\)\. The bronze table gets a new column label .* coalesce\(label, note\)/,
       ),
+    ]);
+  });
+});
+
+describe('heartbeats', () => {
+  const NEXT_FILE = 'binlog.000008';
+  const start: BinlogStart = {
+    kind: 'file',
+    file: FILE,
+    offset: 1000,
+    gtid: `${OLD_PRIMARY}:1-5`,
+    ordinal: 5n,
+  };
+  /** HEARTBEAT_LOG_EVENT: timestamp 0, the position in the header, the file name as the body. */
+  const heartbeat = (log: BinlogWriter, file: string, position: number) =>
+    log.add(HEARTBEAT_LOG_EVENT, Buffer.from(file), { nextPosition: position, timestamp: 0 });
+
+  /** readBinlog over the scripted connection until it ends or fails, or `count` batches were read. */
+  async function drive(
+    packets: readonly Buffer[],
+    options: { until?: string; count?: number; heartbeat?: { periodMs: number; deadAfterMs: number } } = {},
+  ): Promise<{ batches: ChangeBatch[]; error?: unknown; ended: boolean; binlog: ScriptedConnection }> {
+    const { zongji, binlog } = scriptedZongJi();
+    const reading = readBinlog(
+      { host: '127.0.0.1', port: 3306, user: 'cdc', password: '', name: 'src' },
+      asPosition('~0'),
+      start,
+      {
+        tables: [orders],
+        signal: new AbortController().signal,
+        serverId: 5401,
+        server: mysql8,
+        client: () => zongji,
+        ...(options.until ? { until: asPosition(options.until) } : {}),
+        ...(options.heartbeat ? { heartbeat: options.heartbeat } : {}),
+      },
+    )[Symbol.asyncIterator]();
+    const batches: ChangeBatch[] = [];
+    const first = reading.next();
+    await binlog.deliver(packets);
+    try {
+      let next = await first;
+      while (!next.done) {
+        batches.push(next.value);
+        if (batches.length === options.count) {
+          await reading.return?.();
+          return { batches, ended: false, binlog };
+        }
+        next = await reading.next();
+      }
+      return { batches, ended: true, binlog };
+    } catch (error) {
+      return { batches, error, ended: true, binlog };
+    }
+  }
+
+  it('asks for them on the dump connection, and reaches the end of a log whose last events are no transaction', async () => {
+    const log = new BinlogWriter(1000);
+    log.fakeRotate(FILE, 1000);
+    log.formatDescription();
+    const committed = log.transaction(OLD_PRIMARY, 6, WRITE_ROWS_EVENT, [image(rowA)]);
+    // The server heartbeats at the end of what it sent: the last commit, so nothing new.
+    heartbeat(log, FILE, committed);
+    // FLUSH BINARY LOGS: a rotate closes the file, the next one starts with its own header events.
+    log.add(ROTATE_EVENT, Buffer.concat([u64(4), Buffer.from(NEXT_FILE)]));
+    const next = new BinlogWriter(4);
+    next.formatDescription();
+    next.previousGtids(OLD_PRIMARY, 1, 7);
+    heartbeat(next, NEXT_FILE, 197);
+    heartbeat(next, NEXT_FILE, 197);
+
+    const { batches, binlog } = await drive([...log.packets, ...next.packets], { count: 2 });
+
+    expect(batches.map((b) => b.events.length)).toEqual([1, 0]);
+    expect(decodeBinlogPosition(batches[1]?.position ?? '')).toMatchObject({
+      file: NEXT_FILE,
+      offset: 197,
+      gtid: `${OLD_PRIMARY}:1-6`,
+      ordinal: 6n,
+    });
+    expect((batches[1]?.position ?? '') > (batches[0]?.position ?? '')).toBe(true);
+    // An empty batch carries the last commit's time on, so it moves no commit time forward.
+    expect(batches[1]?.commitTime.getTime()).toBe(TIME * 1000);
+    expect(binlog.queries).toContain(
+      'SET @master_heartbeat_period = 500000000, @source_heartbeat_period = 500000000',
+    );
+  });
+
+  it('never makes a position inside a transaction, and ends a catch-up round at the head it names', async () => {
+    const log = new BinlogWriter(1000);
+    log.fakeRotate(FILE, 1000);
+    log.formatDescription();
+    log.gtid(OLD_PRIMARY, 6);
+    log.query('BEGIN');
+    log.tableMap(108);
+    // A heartbeat in the middle of a transaction is not a boundary Tributary may resume from.
+    heartbeat(log, FILE, 5000);
+    log.rows(WRITE_ROWS_EVENT, 108, [image(rowA)]);
+    const committed = log.xid(60);
+    heartbeat(log, NEXT_FILE, 4000);
+    const head = encodeBinlogPosition({
+      file: NEXT_FILE,
+      offset: 4000,
+      gtid: `${OLD_PRIMARY}:1-6`,
+      server: mysql8,
+    });
+
+    const { batches, ended, error } = await drive(log.packets, { until: head });
+
+    expect(error).toBeUndefined();
+    expect(ended).toBe(true);
+    expect(batches.map((b) => [decodeBinlogPosition(b.position), b.events.length])).toEqual([
+      [expect.objectContaining({ file: FILE, offset: committed }), 1],
+      [expect.objectContaining({ file: NEXT_FILE, offset: 4000 }), 0],
+    ]);
+    expect(batches[1]?.position).toBe(head);
+  });
+
+  it('takes a silent connection for a dead one: SOURCE_UNREACHABLE, not the end of an idle log', async () => {
+    const log = new BinlogWriter(1000);
+    log.fakeRotate(FILE, 1000);
+    log.formatDescription();
+    log.transaction(OLD_PRIMARY, 6, WRITE_ROWS_EVENT, [image(rowA)]);
+    const head = encodeBinlogPosition({
+      file: FILE,
+      offset: 99_999,
+      gtid: `${OLD_PRIMARY}:1-7`,
+      server: mysql8,
+    });
+
+    const { batches, error, binlog } = await drive(log.packets, {
+      until: head,
+      heartbeat: { periodMs: 20, deadAfterMs: 300 },
+    });
+
+    expect(batches).toHaveLength(1);
+    expect(isTributaryError(error) && error.code).toBe('SOURCE_UNREACHABLE');
+    expect(String((error as Error).message)).toMatch(
+      /silent for 0 s, without even the heartbeat the server sends every 20 ms/,
+    );
+    expect(binlog.queries).toContain(
+      'SET @master_heartbeat_period = 20000000, @source_heartbeat_period = 20000000',
+    );
+  });
+});
+
+describe('spatial columns (MySQL 8 TABLE_MAP with FULL metadata)', () => {
+  // POINT(-122.4194 37.7749) as stored with SRID 4326: the SRID, little-endian, then the WKB.
+  const wkb = Buffer.concat([u8(1), u32(1), Buffer.alloc(16)]);
+  wkb.writeDoubleLE(-122.4194, 5);
+  wkb.writeDoubleLE(37.7749, 13);
+  const stored = Buffer.concat([u32(4326), wkb]);
+  const places: TableSchema = {
+    id: { schema: 'shop', table: 'places' },
+    columns: [
+      { name: 'id', type: 'integer', nullable: false, sourceType: 'int' },
+      { name: 'loc', type: 'binary', nullable: true, sourceType: 'point' },
+      { name: 'note', type: 'string', nullable: true, sourceType: 'varchar(32)' },
+    ],
+    primaryKey: ['id'],
+  };
+
+  it('stages the WKB without the SRID, and decodes the text columns after it with their own charset', async () => {
+    const log = new BinlogWriter(1000);
+    log.fakeRotate(FILE, 1000);
+    log.formatDescription();
+    log.gtid(OLD_PRIMARY, 6);
+    log.query('BEGIN');
+    const field = (type: number, value: Buffer) => Buffer.concat([u8(type), lenenc(value.length), value]);
+    // The server lists GEOMETRY among the charset columns ("base class is blob"): loc is binary (63), note
+    // takes the default utf8mb4_0900_ai_ci (255). Counting only note, as zongji 0.9 does, would make it binary.
+    const optional = Buffer.concat([
+      field(1, u8(0)), // SIGNEDNESS over id
+      field(2, Buffer.concat([u8(0xfc), u16(255), u8(0), u8(63)])), // DEFAULT_CHARSET 255, column 0 of the list: 63
+      field(4, Buffer.concat(['id', 'loc', 'note'].map(lenencString))), // COLUMN_NAME
+      field(7, u8(1)), // GEOMETRY_TYPE: point
+      field(8, lenenc(0)), // SIMPLE_PRIMARY_KEY
+    ]);
+    const metadata = Buffer.concat([u8(4), u16(128)]); // GEOMETRY: 4-byte length; VARCHAR(32): 128 bytes
+    log.add(
+      TABLE_MAP_EVENT,
+      Buffer.concat([
+        u48(110),
+        u16(1),
+        u8(4),
+        Buffer.from('shop\0'),
+        u8(6),
+        Buffer.from('places\0'),
+        lenenc(3),
+        Buffer.from([LONG, GEOMETRY, VARCHAR]),
+        lenenc(metadata.length),
+        metadata,
+        u8(0b110),
+        optional,
+      ]),
+    );
+    const row = (id: number, loc: Buffer | null, note: string) => {
+      const idBytes = Buffer.alloc(4);
+      idBytes.writeInt32LE(id);
+      const text = Buffer.from(note);
+      return Buffer.concat([
+        u8(loc === null ? 0b010 : 0),
+        idBytes,
+        ...(loc === null ? [] : [u32(loc.length), loc]),
+        u8(text.length),
+        text,
+      ]);
+    };
+    log.add(
+      WRITE_ROWS_EVENT,
+      Buffer.concat([
+        u48(110),
+        u16(1),
+        u16(2),
+        lenenc(3),
+        u8(0b111),
+        row(1, stored, 'café ✓'),
+        row(2, null, 'none'),
+      ]),
+    );
+    log.xid(60);
+    const start: BinlogStart = {
+      kind: 'file',
+      file: FILE,
+      offset: 1000,
+      gtid: `${OLD_PRIMARY}:1-5`,
+      ordinal: 5n,
+    };
+
+    const { batches } = await stream(start, mysql8, log.packets, 1, undefined, [places]);
+
+    const table = { schema: 'shop', table: 'places' };
+    expect(batches[0]?.events).toEqual([
+      { kind: 'insert', table, after: { id: 1, loc: wkb, note: 'café ✓' } },
+      { kind: 'insert', table, after: { id: 2, loc: null, note: 'none' } },
     ]);
   });
 });

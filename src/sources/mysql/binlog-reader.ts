@@ -9,6 +9,14 @@
  * Each batch's position carries the GTID state after its commit: the start state (from the saved position,
  * or read from the binlog itself) plus the GTID of every transaction seen since. The stream starts either at
  * a file and offset of this server or, after a failover, at a GTID state (see resume-plan.ts).
+ *
+ * Heartbeats: the dump connection asks the server for a HEARTBEAT_LOG_EVENT every {@link HEARTBEAT_MS} while it
+ * has nothing to send (`SET @master_heartbeat_period`, as a replica's IO thread does). A heartbeat names the
+ * file and offset the server has sent up to, always a transaction boundary, so an idle stream learns where
+ * the log ends even when the last events are not transactions (a rotation to a new file, as FLUSH LOGS and
+ * every server restart make): it becomes an empty batch at that position. Heartbeats also prove the
+ * connection alive: a stream that receives nothing, not even a heartbeat, for {@link DEAD_AFTER_MS} fails with
+ * SOURCE_UNREACHABLE (transient) instead of passing silence off as an idle source.
  */
 import ZongJi from '@vlasky/zongji';
 import type { ChangeBatch, ChangeEvent } from '../../core/change.js';
@@ -26,12 +34,25 @@ import {
 import { classifyMySqlError, driverOptions, type MySqlEndpoint, verifyPeerIdentity } from './connect.js';
 import { GtidState, gtidOrdinal } from './gtid.js';
 import type { ResumePlan } from './resume-plan.js';
+import {
+  correctGeometryCharsets,
+  readSpatialAsBytes,
+  spatialRowsToWkb,
+  uncorrectedCharsets,
+} from './spatial.js';
 import { deltaTypeFor } from './type-mapping.js';
 
 const HIGH_WATER = 20_000;
 const LOW_WATER = 2_000;
-/** With a target position, this much silence means everything up to it has been read. */
+/**
+ * With a target position that no batch reaches: this long without an event, with a heartbeat since the last
+ * one (the server has nothing more to send), means everything up to it has been read.
+ */
 const IDLE_FINISH_MS = 1_500;
+/** How often the server is asked to send a heartbeat while the stream is idle. */
+export const HEARTBEAT_MS = 500;
+/** No event and no heartbeat for this long: the connection is dead (or the server stalled). */
+export const DEAD_AFTER_MS = 30_000;
 
 /** The parts of a zongji event the reader uses. */
 export interface ZongJiEvent {
@@ -56,6 +77,8 @@ export interface ZongJiEvent {
   query?: string;
   schema?: string;
   binlogName?: string;
+  /** Heartbeats (MariaDB) past 4 GiB: the offset, when `nextPosition` cannot hold it (it is 0 then). */
+  position?: number | string;
   /** The GTID of the transaction the event belongs to (zongji tracks it even for filtered GTID events). */
   gtid?: string;
   /** previousgtids (MySQL): the GTID set before this binlog file. */
@@ -84,6 +107,8 @@ export interface BinlogStreamOptions extends StreamOptions {
   readonly server: ServerIdentity;
   /** Builds the zongji client; tests hand in one with a scripted connection. */
   readonly client?: () => ZongJi;
+  /** Heartbeat period and dead-connection limit; tests shorten them. */
+  readonly heartbeat?: { readonly periodMs: number; readonly deadAfterMs: number };
 }
 
 /** Every event the reader looks at; zongji drops the rest before decoding them. */
@@ -100,6 +125,7 @@ export const BINLOG_EVENTS = [
   'previousgtids',
   'mariadbgtidlist',
   'xaprepare',
+  'heartbeat',
 ];
 
 export async function* readBinlog(
@@ -123,17 +149,37 @@ export async function* readBinlog(
     shapes: options.tables,
   });
 
+  await correctGeometryCharsets();
   const zongji = options.client?.() ?? new ZongJi(driverOptions(endpoint));
+  const heartbeatMs = options.heartbeat?.periodMs ?? HEARTBEAT_MS;
+  const deadAfterMs = options.heartbeat?.deadAfterMs ?? DEAD_AFTER_MS;
   const queue: Item[] = [];
   let wake: (() => void) | undefined;
   let paused = false;
+  /** When anything (bytes, an event, a heartbeat) last arrived: a live connection is never silent for long. */
+  let heardAt = Date.now();
   const notify = () => {
     const w = wake;
     wake = undefined;
     w?.();
   };
   zongji.on('binlog', (event: unknown) => {
-    queue.push({ event: event as ZongJiEvent, file: zongji.options.filename as string });
+    heardAt = Date.now();
+    const e = event as ZongJiEvent;
+    // Spatial values: zongji is told to read the stored bytes at each TABLE_MAP, before it decodes the rows
+    // that follow, and the rows get their WKB (spatial.ts).
+    const name = e.getEventName();
+    if (name === 'tablemap') {
+      const broken = uncorrectedCharsets(e as Parameters<typeof uncorrectedCharsets>[0]);
+      if (broken) {
+        queue.push({ error: broken });
+        notify();
+        return;
+      }
+      readSpatialAsBytes(e);
+    } else if (name === 'writerows' || name === 'deleterows' || name === 'updaterows')
+      spatialRowsToWkb(e, name === 'updaterows');
+    queue.push({ event: e, file: zongji.options.filename as string });
     if (!paused && queue.length > HIGH_WATER) {
       paused = true;
       zongji.connection?.pause();
@@ -153,7 +199,25 @@ export async function* readBinlog(
     } catch (error) {
       queue.unshift({ error });
       notify();
+      return;
     }
+    // Any bytes count as a sign of life: zongji emits nothing for the rows of tables it filters out, and a
+    // large transaction on an uncaptured table may take longer to arrive than the dead-connection limit.
+    // (Taken from the connection's stream now, after a TLS upgrade has replaced it.)
+    (zongji.connection as { stream?: NodeJS.EventEmitter } | null | undefined)?.stream?.on('data', () => {
+      heardAt = Date.now();
+    });
+    // Queued on the dump connection ahead of the dump command, which zongji adds right after 'ready'. The
+    // period is in nanoseconds; MySQL 8.0.26+ also reads the variable under its new name.
+    const ns = BigInt(heartbeatMs) * 1_000_000n;
+    zongji.connection?.query(
+      `SET @master_heartbeat_period = ${ns}, @source_heartbeat_period = ${ns}`,
+      (error: unknown) => {
+        if (!error) return;
+        queue.unshift({ error });
+        notify();
+      },
+    );
   });
   const onAbort = () => notify();
   options.signal.addEventListener('abort', onAbort);
@@ -170,6 +234,10 @@ export async function* readBinlog(
     includeSchema,
   });
 
+  /** When the last event that is not a heartbeat was taken from the queue. */
+  let eventAt = Date.now();
+  /** A heartbeat came after that event: the server had nothing more to send. */
+  let heartbeatSince = false;
   try {
     for (;;) {
       options.signal.throwIfAborted();
@@ -178,22 +246,37 @@ export async function* readBinlog(
         if (paused) {
           paused = false;
           zongji.connection?.resume();
+          // While paused nothing was read: the silence since then is Tributary's, not the server's.
+          heardAt = Date.now();
         }
-        const timedOut = await new Promise<boolean>((resolve) => {
-          const timer = until === undefined ? undefined : setTimeout(() => resolve(true), IDLE_FINISH_MS);
+        const now = Date.now();
+        if (now - heardAt >= deadAfterMs) throw silentSource(endpoint, now - heardAt, heartbeatMs);
+        let waitMs = heardAt + deadAfterMs - now;
+        if (until !== undefined && heartbeatSince && !assembler.inTransaction) {
+          const idleMs = eventAt + IDLE_FINISH_MS - now;
+          if (idleMs <= 0) return;
+          waitMs = Math.min(waitMs, idleMs);
+        }
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, waitMs);
           wake = () => {
-            if (timer) clearTimeout(timer);
-            resolve(false);
+            clearTimeout(timer);
+            resolve();
           };
         });
-        if (timedOut && !assembler.inTransaction) return;
         continue;
       }
       if (paused && queue.length < LOW_WATER) {
         paused = false;
         zongji.connection?.resume();
+        heardAt = Date.now();
       }
       if ('error' in item) throw classifyBinlogError(item.error, endpoint, from, start);
+      if (item.event.getEventName() === 'heartbeat') heartbeatSince = true;
+      else {
+        eventAt = Date.now();
+        heartbeatSince = false;
+      }
 
       const batch = assembler.push(item.event, item.file);
       for (const notice of assembler.takeNotices()) {
@@ -235,6 +318,10 @@ export class TransactionAssembler {
   /** Read from the file start to learn the GTID state: everything up to here was captured before. */
   #skipThrough: BinlogCoordinates | undefined;
   #inTransaction = false;
+  /** The position of the last batch returned, so a heartbeat only ever moves it forward. */
+  #lastPosition: Position | undefined;
+  /** The commit time of the last transaction read, which an empty heartbeat batch carries on. */
+  #lastCommitTime: Date | undefined;
 
   constructor(options: {
     captured: ReadonlySet<string>;
@@ -344,6 +431,8 @@ export class TransactionAssembler {
         }
         break;
       }
+      case 'heartbeat':
+        return skipping ? undefined : this.#heartbeat(event, file);
       case 'xaprepare':
         // Ends an XA PREPARE group, which commits later under the XA COMMIT's own GTID; its GTID is folded
         // in when the next group starts, as zongji does.
@@ -384,20 +473,45 @@ export class TransactionAssembler {
     }
     if (event.nextPosition <= 0) return undefined;
 
-    const state = this.#gtid.toString();
-    const ordinal = gtidOrdinal(state);
-    if (ordinal > this.#ordinal) this.#ordinal = ordinal;
-    const position = encodeBinlogPosition({
-      file,
-      offset: event.nextPosition,
-      gtid: state,
-      server: this.#server,
-      ordinal: this.#ordinal,
-    });
+    const position = this.#positionAt(file, event.nextPosition);
     const events = this.#events;
     this.#events = [];
     this.#inTransaction = false;
-    return { origin: 'stream', position, commitTime: new Date(event.timestamp), complete: true, events };
+    this.#lastPosition = position;
+    this.#lastCommitTime = new Date(event.timestamp);
+    return { origin: 'stream', position, commitTime: this.#lastCommitTime, complete: true, events };
+  }
+
+  /** The position at a transaction boundary of the log, with the GTID state there. */
+  #positionAt(file: string, offset: number): Position {
+    const state = this.#gtid.toString();
+    const ordinal = gtidOrdinal(state);
+    if (ordinal > this.#ordinal) this.#ordinal = ordinal;
+    return encodeBinlogPosition({ file, offset, gtid: state, server: this.#server, ordinal: this.#ordinal });
+  }
+
+  /**
+   * A heartbeat: the server has sent everything up to the file and offset it names, which is a transaction
+   * boundary (the end of the log while it waits for new events, or the end of transactions a GTID resume
+   * skipped). When that is past the last position, it becomes an empty batch there. Not while a transaction
+   * is open or an XA PREPARE group is held for its commit (its rows are not staged yet), nor while the GTID
+   * state is still unknown.
+   */
+  #heartbeat(event: ZongJiEvent, file: string): ChangeBatch | undefined {
+    if (this.#inTransaction || this.#needSeed || this.#pending !== undefined || this.#events.length > 0)
+      return undefined;
+    const offset = Number(event.position ?? event.nextPosition);
+    if (!Number.isSafeInteger(offset) || offset <= 0) return undefined;
+    const position = this.#positionAt(event.binlogName || file, offset);
+    if (this.#lastPosition !== undefined && position <= this.#lastPosition) return undefined;
+    this.#lastPosition = position;
+    return {
+      origin: 'stream',
+      position,
+      commitTime: this.#lastCommitTime ?? new Date(),
+      complete: true,
+      events: [],
+    };
   }
 }
 
@@ -609,6 +723,15 @@ export function truncatedTable(
   const unquote = (name: string) => (name.startsWith('`') ? name.slice(1, -1).replaceAll('``', '`') : name);
   const id = m[2] ? { schema: unquote(m[1]), table: unquote(m[2]) } : { schema, table: unquote(m[1]) };
   return captured.has(tableKey(id)) ? id : undefined;
+}
+
+/** Nothing from the dump connection for too long, not even the heartbeats it asked for. */
+function silentSource(endpoint: MySqlEndpoint, silentMs: number, heartbeatMs: number): TributaryError {
+  return new TributaryError(
+    'SOURCE_UNREACHABLE',
+    `The binlog stream of connection "${endpoint.name}" (${endpoint.host}:${endpoint.port}) has been silent for ${Math.round(silentMs / 1000)} s, without even the heartbeat the server sends every ${heartbeatMs} ms while idle: the connection is dead or the server has stalled.`,
+    { hint: 'Check the network path to the server and the server itself; the run is retried.' },
+  );
 }
 
 export function classifyBinlogError(

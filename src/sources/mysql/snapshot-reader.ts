@@ -18,6 +18,7 @@ import { encodeBinlogPosition } from './binlog-position.js';
 import { classifyMySqlError, type MySqlEndpoint, openConnection } from './connect.js';
 import { normalizeGtid } from './gtid.js';
 import { binlogOff, mariaDbGtidAt, readBinlogStatus, readServerIdentity } from './server-state.js';
+import { isSpatialType, spatialTypeCast } from './spatial.js';
 import { quoteIdent } from './sql.js';
 
 async function beginConsistentSnapshot(conn: mysql.Connection): Promise<Position> {
@@ -101,7 +102,12 @@ export async function* readSnapshot(
       );
       // The promise API cannot stream; its underlying callback connection can, with back-pressure.
       const core = (conn as unknown as { connection: CoreConnection }).connection;
-      const stream = core.query(sql, params).stream({ highWaterMark: Math.min(options.chunkRows, 10_000) });
+      // Spatial values are read as their stored bytes and reach staging as WKB, as from the binlog
+      // (spatial.ts); other tables keep the driver's compiled row parser without a typeCast.
+      const spatial = table.columns.some((c) => isSpatialType(c.sourceType));
+      const stream = core
+        .query({ sql, values: params, ...(spatial ? { typeCast: spatialTypeCast } : {}) })
+        .stream({ highWaterMark: Math.min(options.chunkRows, 10_000) });
       let events: ChangeEvent[] = [];
       try {
         for await (const row of stream as AsyncIterable<Row>) {

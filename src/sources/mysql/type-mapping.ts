@@ -4,6 +4,7 @@
  * The rule is "never lose information": unsigned integers widen to the next signed type (BIGINT UNSIGNED to
  * decimal(20,0)), DECIMAL keeps precision and scale, DATETIME/TIMESTAMP keep microseconds, and anything
  * without an exact Delta equivalent (TIME, ENUM, SET, JSON) becomes a string holding MySQL's own text form.
+ * Spatial values become `binary` holding standard WKB (see spatial.ts).
  */
 import { TributaryError } from '../../core/errors.js';
 
@@ -44,6 +45,16 @@ export function deltaTypeFor(columnType: string, where: string): string {
     case 'blob':
     case 'mediumblob':
     case 'longblob':
+    // Spatial types: the value's WKB, without MySQL's SRID prefix (spatial.ts).
+    case 'geometry':
+    case 'point':
+    case 'linestring':
+    case 'polygon':
+    case 'multipoint':
+    case 'multilinestring':
+    case 'multipolygon':
+    case 'geometrycollection':
+    case 'geomcollection':
       return 'binary';
     case 'char':
     case 'varchar':
