@@ -47,6 +47,9 @@ export async function runRecordedRound(
       rowsDeleted: 0,
       tablesApplied: 0,
       tablesFailed: failedTables(error),
+      tableName: null,
+      lagMs: null,
+      details: isTributaryError(error) && error.hint ? JSON.stringify({ hint: error.hint }) : null,
     });
     throw error;
   }
@@ -55,6 +58,10 @@ export async function runRecordedRound(
     .filter((s) => s.origin === 'snapshot')
     .reduce((n, s) => n + Object.values(s.tables).reduce((m, t) => m + t.rows, 0), 0);
   const changesCaptured = report.capture.changes + snapshotRows;
+  const newestCommit = report.capture.segments
+    .map((s) => (s.lastCommitTime === null ? undefined : Date.parse(s.lastCommitTime)))
+    .filter((t): t is number => t !== undefined)
+    .reduce<number | undefined>((a, b) => (a === undefined || b > a ? b : a), undefined);
   await record(config, options, {
     ...base,
     state: 'COMPLETED',
@@ -70,6 +77,17 @@ export async function runRecordedRound(
     rowsDeleted: sum('deleted'),
     tablesApplied: report.tables.length,
     tablesFailed: 0,
+    tableName: null,
+    lagMs: newestCommit === undefined ? null : Date.now() - newestCommit,
+    details: JSON.stringify({
+      tables: report.tables.map((t) => ({
+        table: t.destination,
+        version: t.version,
+        inserted: t.inserted,
+        updated: t.updated,
+        deleted: t.deleted,
+      })),
+    }),
   });
   return report;
 }

@@ -16,6 +16,9 @@ const event = (over: Partial<PipelineEvent>): PipelineEvent => ({
   rowsDeleted: 0,
   tablesApplied: 1,
   tablesFailed: 0,
+  tableName: null,
+  lagMs: null,
+  details: null,
   ...over,
 });
 

@@ -37,6 +37,12 @@ export interface PipelineEvent {
   readonly rowsDeleted: number;
   readonly tablesApplied: number;
   readonly tablesFailed: number;
+  /** The round's table when it concerns one; null for a round of the whole pipeline. */
+  readonly tableName: string | null;
+  /** From the newest source commit the round applied to the end of the round; null when it applied none. */
+  readonly lagMs: number | null;
+  /** JSON: per-table results, or the error's hint. */
+  readonly details: string | null;
 }
 
 const COLUMNS: ReadonlyArray<readonly [string, string, string]> = [
@@ -57,6 +63,9 @@ const COLUMNS: ReadonlyArray<readonly [string, string, string]> = [
   ['rows_deleted', 'long', 'BIGINT'],
   ['tables_applied', 'integer', 'INTEGER'],
   ['tables_failed', 'integer', 'INTEGER'],
+  ['table_name', 'string', 'VARCHAR'],
+  ['lag_ms', 'long', 'BIGINT'],
+  ['details', 'string', 'VARCHAR'],
 ];
 
 const SCHEMA: StructType = {
@@ -123,6 +132,9 @@ export async function appendPipelineEvents(
         String(e.rowsDeleted),
         String(e.tablesApplied),
         String(e.tablesFailed),
+        e.tableName === null ? 'NULL' : quoteDuckString(e.tableName),
+        e.lagMs === null ? 'NULL' : String(Math.max(0, Math.round(e.lagMs))),
+        e.details === null ? 'NULL' : quoteDuckString(e.details),
       ];
       await session.run(`INSERT INTO events VALUES (${values.join(', ')})`);
     }

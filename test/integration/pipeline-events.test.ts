@@ -62,6 +62,10 @@ describe('system.lakeflow.pipeline_events', () => {
       changes_captured: 1,
       tables_applied: 1,
     });
+    expect(Number(second?.['lag_ms'])).toBeGreaterThanOrEqual(0);
+    expect(JSON.parse(String(second?.['details']))).toMatchObject({
+      tables: [{ table: 'retail_analytics.bronze.t', updated: 1 }],
+    });
     expect(first).toMatchObject({
       rows_inserted: 2,
       changes_captured: 2,
