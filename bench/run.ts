@@ -5,6 +5,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   'mysql-source': benchMysqlSource,
   'delta-log': async () => (await import('./delta-log.bench.js')).benchDeltaLog(),
   'delta-merge': async () => (await import('./delta-merge.bench.js')).benchDeltaMerge(),
+  'postgres-source': async () => (await import('./postgres-source.bench.js')).benchPostgresSource(),
 };
 
 const wanted = process.argv.slice(2);
