@@ -122,6 +122,7 @@ function targetsOf(
         destination: formatTableName(name),
         tableRoot: warehouse.tablePath(name),
         scdType: o.table.table_configuration.scd_type,
+        schemaEvolution: pipeline.schema_evolution,
         ...(properties ? { tableProperties: properties } : {}),
       });
     } else {
@@ -148,6 +149,7 @@ function targetsOf(
           destination: formatTableName(name),
           tableRoot: warehouse.tablePath(name),
           scdType: o.schema.table_configuration.scd_type,
+          schemaEvolution: pipeline.schema_evolution,
           ...(properties ? { tableProperties: properties } : {}),
         });
       }

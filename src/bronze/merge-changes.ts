@@ -55,6 +55,12 @@ import {
 
 export interface MergeInput {
   readonly tableRoot: string;
+  /**
+   * What a change of the source's columns does to an existing table: `evolve` (default) adds columns and
+   * widens types; `fail` refuses any change; `ignore` keeps the table's schema (new columns are not
+   * written, types not widened). An incompatible type change is refused under every policy.
+   */
+  readonly schemaEvolution?: 'evolve' | 'fail' | 'ignore';
   /** The table as it is now; null when it does not exist yet. */
   readonly snapshot: Snapshot | null;
   /** The source table's shape as of the newest staged file. */
@@ -192,10 +198,25 @@ export function prepareTarget(input: MergeInput, incoming: StructType): MergeTar
         { hint: FULL_REFRESH_HINT },
       );
     }
-    schema = evolved.schema;
+    const policy = input.schemaEvolution ?? 'evolve';
+    const changes = [
+      ...evolved.added.map((c) => `${c} added`),
+      ...evolved.widened.map((w) => `${w.name}: ${w.from} -> ${w.to}`),
+    ];
+    if (policy === 'fail' && changes.length > 0) {
+      throw new TributaryError(
+        'SOURCE_SCHEMA_CHANGED',
+        `The source table ${name} changed its columns (${changes.join('; ')}), and the pipeline's schema_evolution is fail.`,
+        {
+          hint: `Review the change, then set schema_evolution: evolve on the pipeline to let the bronze table follow it (or ignore to keep its schema), and run again.`,
+        },
+      );
+    }
+    const ignore = policy === 'ignore';
+    schema = ignore ? snapshot.schema : evolved.schema;
     protocol = snapshot.protocol;
     metadata = snapshot.metadata;
-    if (evolved.widened.length > 0) {
+    if (!ignore && evolved.widened.length > 0) {
       // The protocol lets a writer widen only while delta.enableTypeWidening is true; bronze turns it on with
       // the first widening, unless someone set it to false on purpose.
       if (metadata.configuration[ENABLE_TYPE_WIDENING]?.toLowerCase() === 'false') {
@@ -213,7 +234,7 @@ export function prepareTarget(input: MergeInput, incoming: StructType): MergeTar
       protocol = upgraded;
       metadata = { ...metadata, configuration };
     }
-    if (evolved.added.length > 0 || evolved.widened.length > 0) {
+    if (!ignore && (evolved.added.length > 0 || evolved.widened.length > 0)) {
       metadata = { ...metadata, schemaString: schemaString(schema) };
       actions.push({ metaData: metadata });
     }

@@ -91,6 +91,7 @@ describe('parseConfig', () => {
     expect(config.pipelines[PIPELINE]).toEqual({
       name: 'retail_ingestion_pipeline',
       gateway: 'retail_ingestion_gateway',
+      schema_evolution: 'evolve',
       objects: [
         {
           table: {
@@ -353,6 +354,18 @@ connections:
       const error = parseError(edit(EXAMPLE, '    user: cdc_user\n', ''));
       expect(problems(error)).toEqual(['connections.retail_mysql_connection.user: is required']);
       expect(problems(parseError('connections: {}\n'))).toEqual(['warehouse: is required']);
+    });
+
+    it('accepts a schema_evolution policy and refuses an unknown one', () => {
+      const text = edit(
+        EXAMPLE,
+        '    gateway: retail_ingestion_gateway\n    objects:',
+        '    gateway: retail_ingestion_gateway\n    schema_evolution: fail\n    objects:',
+      );
+      expect(parseConfig(text, CONFIG_PATH).pipelines[PIPELINE]?.schema_evolution).toBe('fail');
+      expect(
+        problems(parseError(text.replace('schema_evolution: fail', 'schema_evolution: sometimes'))),
+      ).toEqual(['pipelines.retail_ingestion_pipeline.schema_evolution: must be evolve, fail or ignore']);
     });
 
     it('says sqlserver is not supported yet, and lists what is', () => {

@@ -221,7 +221,7 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
         },
       };
     });
-    pipelines[name] = { name, gateway: p.gateway, objects };
+    pipelines[name] = { name, gateway: p.gateway, schema_evolution: p.schema_evolution ?? 'evolve', objects };
   }
   return {
     configPath,

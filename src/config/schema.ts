@@ -189,8 +189,13 @@ const gateway = z.strictObject({
     .optional(),
 });
 
+const schemaEvolution = z.enum(['evolve', 'fail', 'ignore'], {
+  error: 'must be evolve, fail or ignore',
+});
+
 const pipeline = z.strictObject({
   gateway: identifier,
+  schema_evolution: schemaEvolution.optional(),
   objects: z.array(pipelineObject).min(1, { error: 'must list at least one table or schema' }),
 });
 
@@ -294,6 +299,13 @@ export interface PipelineConfig {
   /** The key under `pipelines`. */
   name: string;
   gateway: string;
+  /**
+   * What a change of a source table's columns does to its bronze table: `evolve` (default: new columns are
+   * added, dropped ones kept and NULL from then on, compatible types widened), `fail` (the table stops with
+   * SOURCE_SCHEMA_CHANGED until a human decides), `ignore` (the bronze schema stays as it is: new columns are
+   * not added, types not widened). An incompatible change stops the table under every policy.
+   */
+  schema_evolution: 'evolve' | 'fail' | 'ignore';
   objects: PipelineObject[];
 }
 

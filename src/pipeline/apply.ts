@@ -35,6 +35,8 @@ export interface ApplyTarget {
    * default `SCD_TYPE_1`.
    */
   readonly scdType?: 'SCD_TYPE_1' | 'SCD_TYPE_2';
+  /** The pipeline's schema evolution policy (see MergeInput.schemaEvolution); default `evolve`. */
+  readonly schemaEvolution?: 'evolve' | 'fail' | 'ignore';
 }
 
 export interface ApplyOptions {
@@ -181,6 +183,7 @@ async function applyTable(
         overwrite,
         ...(overwrite ? { resetAtUs: resetTimeUs(first, target.sourceKey) } : {}),
         ...(target.tableProperties ? { tableProperties: { ...target.tableProperties } } : {}),
+        ...(target.schemaEvolution ? { schemaEvolution: target.schemaEvolution } : {}),
       });
     } catch (error) {
       throw (await tableStorageFull(error, target, snapshot)) ?? error;
