@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { registerPreflightCommand } from './commands/preflight.js';
+import { registerRefreshCommand } from './commands/refresh.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSqlCommand } from './commands/sql.js';
@@ -27,6 +28,7 @@ export function buildProgram(ctx: CliContext): Command {
     });
   registerPreflightCommand(program, ctx);
   registerRunCommand(program, ctx);
+  registerRefreshCommand(program, ctx);
   registerSqlCommand(program, ctx);
   registerStatusCommand(program, ctx);
   registerSecretsCommand(program, { stdin: ctx.stdin, stdout: ctx.stdout });

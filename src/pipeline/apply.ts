@@ -154,8 +154,15 @@ async function applyTable(
       const lastReset = pending.findLastIndex(isReset);
       if (lastReset > 0) pending = pending.slice(lastReset);
     }
-    // Never mix a reset with later segments' rewrite in one commit beyond the cap.
-    const batch = pending.slice(0, options.maxSegmentsPerCommit);
+    // Never mix a reset with later segments' rewrite in one commit beyond the cap, except that a snapshot that
+    // replaces the table (a new table, a full refresh) goes in whole: readers see the old table or the new one,
+    // never a table half filled.
+    const epoch = pending[0]?.snapshot?.epoch;
+    let snapshotEnd = 0;
+    if (epoch !== undefined && isReset(pending[0] as SegmentManifest)) {
+      while (snapshotEnd < pending.length && pending[snapshotEnd]?.snapshot?.epoch === epoch) snapshotEnd++;
+    }
+    const batch = pending.slice(0, Math.max(options.maxSegmentsPerCommit, snapshotEnd));
     const first = batch[0] as SegmentManifest;
     const overwrite = isReset(first);
     const last = batch.at(-1) as SegmentManifest;

@@ -55,12 +55,30 @@ export async function capture(options: CaptureOptions): Promise<CaptureReport> {
   let state = await volume.loadState();
   const segments: SegmentManifest[] = [];
 
+  // A full refresh forgets the tables' snapshot positions, so they are snapshotted again like new tables;
+  // their bronze tables stay as they are until the new snapshot replaces them in one commit. A refresh whose
+  // snapshot is already under way (a crash interrupted it) is resumed rather than started over.
+  const requested = await volume.refreshRequests();
+  const refresh = options.tables
+    .map((t) => tableKey(t.id))
+    .filter((k) => requested.includes(k) || requested.includes(`${k.slice(0, k.indexOf('.'))}.*`))
+    .filter((k) => !(state.pendingSnapshot?.tables.includes(k) ?? false));
+  if (refresh.length > 0) {
+    const positions = { ...state.snapshotPositions };
+    for (const k of refresh) delete positions[k];
+    state = { ...state, snapshotPositions: positions };
+    options.log.info(
+      `full refresh of ${refresh.join(', ')}: a new snapshot replaces each bronze table in one commit once it is complete`,
+    );
+  }
+
   const missingNow = () =>
     options.tables.filter((t) => state.snapshotPositions[tableKey(t.id)] === undefined);
   const missing = missingNow();
   // An interrupted snapshot is finished first; tables added to the pipeline since then get their own.
   if (state.pendingSnapshot) state = await stageSnapshot(options, state, missingNow(), segments);
   if (missingNow().length > 0) state = await stageSnapshot(options, state, missingNow(), segments);
+  if (requested.length > 0) await volume.refreshDone(requested);
 
   let changes = 0;
   if (state.position !== null && (options.until === undefined || state.position < options.until)) {

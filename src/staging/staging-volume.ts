@@ -69,6 +69,9 @@ export interface SpilledPart {
   readonly partial: boolean;
 }
 
+/** Tables a full refresh was asked for (`tributary refresh`). A dot file: LIST shows segments only. */
+const REFRESH_FILE = '.refresh-request.json';
+
 export class StagingVolume {
   constructor(
     /** `<volume path>/<gateway>` */
@@ -138,6 +141,56 @@ export class StagingVolume {
     for (const name of names) {
       if (name.startsWith('.tmp-')) await rm(join(this.dir, name), { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Asks for a full refresh of tables (`schema.table`, or `*` for every captured table): capture takes a new
+   * snapshot of them, which replaces each bronze table in one commit once complete. Kept in a small file
+   * beside the segments, so the request survives until the snapshot it asks for is done.
+   */
+  async requestRefresh(tables: readonly string[]): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const merged = [...new Set([...(await this.refreshRequests()), ...tables])].sort();
+    const path = join(this.dir, REFRESH_FILE);
+    await writeFile(
+      `${path}.tmp`,
+      `${JSON.stringify({ tables: merged, requestedAt: new Date().toISOString() })}\n`,
+    );
+    await rename(`${path}.tmp`, path);
+    await fsyncPath(this.dir);
+  }
+
+  /** Tables a refresh was asked for and not yet done. */
+  async refreshRequests(): Promise<string[]> {
+    try {
+      const parsed = JSON.parse(await readFile(join(this.dir, REFRESH_FILE), 'utf8')) as { tables?: unknown };
+      return Array.isArray(parsed.tables) ? parsed.tables.map(String) : [];
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw new TributaryError(
+        'STAGING_CORRUPT',
+        `The refresh request ${join(this.dir, REFRESH_FILE)} is unreadable: ${messageOf(error)}`,
+        {
+          hint: 'Remove the file and run `tributary refresh` again.',
+          cause: error,
+        },
+      );
+    }
+  }
+
+  /** The refresh of these tables is done (their new snapshot is sealed). */
+  async refreshDone(tables: readonly string[]): Promise<void> {
+    const left = (await this.refreshRequests()).filter((t) => !tables.includes(t));
+    if (left.length === 0) await rm(join(this.dir, REFRESH_FILE), { force: true });
+    else {
+      const path = join(this.dir, REFRESH_FILE);
+      await writeFile(
+        `${path}.tmp`,
+        `${JSON.stringify({ tables: left, requestedAt: new Date().toISOString() })}\n`,
+      );
+      await rename(`${path}.tmp`, path);
+    }
+    await fsyncPath(this.dir);
   }
 
   /** Removes segments that are no longer needed (see src/pipeline/staging-retention.ts). */

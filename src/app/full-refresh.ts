@@ -1,0 +1,68 @@
+/**
+ * `tributary refresh <pipeline> [--table t]`: a full refresh of some or all of a pipeline's tables. The
+ * request is written beside the gateway's segments; the next round (this command runs one, or a running
+ * pipeline's next round) snapshots those tables again and replaces each bronze table in one commit once the
+ * snapshot is complete. Until then the current tables stay queryable, changes keep being captured and are
+ * applied after the new snapshot, and a crash resumes the snapshot from its last chunk.
+ */
+import { join } from 'node:path';
+import { parseVolumeName, Warehouse } from '../catalog/warehouse.js';
+import type { TributaryConfig } from '../config/load-config.js';
+import { TributaryError } from '../core/errors.js';
+import { tableKey } from '../core/table.js';
+import { StagingVolume } from '../staging/staging-volume.js';
+import { pipelineOf } from './run-pipeline.js';
+
+/**
+ * The refresh request's entries for `tables` (source `schema.table`, a source table name, or a destination
+ * table name), or for every table of the pipeline when none is named: `schema.table` for table objects and
+ * `schema.*` for schema objects.
+ */
+export function refreshTargets(
+  config: TributaryConfig,
+  pipelineName: string,
+  tables: readonly string[],
+): string[] {
+  const pipeline = pipelineOf(config, pipelineName);
+  if (tables.length === 0) {
+    return pipeline.objects.map((o) =>
+      'table' in o
+        ? tableKey({ schema: o.table.source_schema, table: o.table.source_table })
+        : `${o.schema.source_schema}.*`,
+    );
+  }
+  return tables.map((wanted) => {
+    for (const o of pipeline.objects) {
+      if ('table' in o) {
+        const key = tableKey({ schema: o.table.source_schema, table: o.table.source_table });
+        if (wanted === key || wanted === o.table.source_table || wanted === o.table.destination_table)
+          return key;
+      } else if (wanted.startsWith(`${o.schema.source_schema}.`)) {
+        return wanted;
+      }
+    }
+    const schemas = pipeline.objects.flatMap((o) => ('schema' in o ? [o.schema.source_schema] : []));
+    if (schemas.length === 1 && !wanted.includes('.')) return `${schemas[0]}.${wanted}`;
+    throw new TributaryError('USAGE', `Pipeline ${pipelineName} has no table "${wanted}".`, {
+      hint: `Name a table of the pipeline as <source schema>.<table>, its source table name, or its destination table name.`,
+    });
+  });
+}
+
+/** Writes the request; returns the entries requested. */
+export async function requestFullRefresh(
+  config: TributaryConfig,
+  pipelineName: string,
+  tables: readonly string[],
+): Promise<string[]> {
+  const targets = refreshTargets(config, pipelineName, tables);
+  const gateway = config.gateways[pipelineOf(config, pipelineName).gateway];
+  if (!gateway) throw new TributaryError('INTERNAL', `gateway of ${pipelineName} not validated`);
+  const warehouse = new Warehouse(config.warehouse);
+  const volume = new StagingVolume(
+    join(warehouse.volumePath(parseVolumeName(gateway.storage)), gateway.name),
+    gateway.name,
+  );
+  await volume.requestRefresh(targets);
+  return targets;
+}
