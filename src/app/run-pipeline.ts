@@ -304,29 +304,46 @@ export async function runPipelineOnce(
   let captureFailed: TributaryError | undefined;
   // Rows from before a DDL statement may carry columns the shapes read above no longer have (log-shapes.ts).
   const logShapes = new LogShapes();
-  const captured = await capture({
-    source: logShapes.watch(source),
-    volume,
-    db,
-    tables,
-    snapshotChunkRows: options.snapshotChunkRows ?? envInt('TRIBUTARY_SNAPSHOT_CHUNK_ROWS') ?? 50_000,
-    segmentMaxChanges: options.segmentMaxChanges ?? envInt('TRIBUTARY_SEGMENT_MAX_CHANGES') ?? 50_000,
-    ...idleSeal(),
-    until: head,
-    signal: options.signal,
-    log: options.log,
-    refreshSchema: (id) =>
-      logShapes.refresh(
-        id,
-        selection,
-        async () => (await source.listTables({ ...selection, tables: [id], schemas: [] }, options.signal))[0],
-      ),
-  }).catch((error: unknown) => {
-    if (!isTributaryError(error) || error.code !== 'STAGING_FULL' || options.signal.aborted) throw error;
-    captureFailed = error;
-    options.log.warn(`${error.message} Applying the segments sealed so far before stopping.`);
-    return undefined;
-  });
+  const captureOnce = () =>
+    capture({
+      source: logShapes.watch(source),
+      volume,
+      db,
+      tables,
+      snapshotChunkRows: options.snapshotChunkRows ?? envInt('TRIBUTARY_SNAPSHOT_CHUNK_ROWS') ?? 50_000,
+      segmentMaxChanges: options.segmentMaxChanges ?? envInt('TRIBUTARY_SEGMENT_MAX_CHANGES') ?? 50_000,
+      ...idleSeal(),
+      until: head,
+      signal: options.signal,
+      log: options.log,
+      refreshSchema: (id) =>
+        logShapes.refresh(
+          id,
+          selection,
+          async () =>
+            (await source.listTables({ ...selection, tables: [id], schemas: [] }, options.signal))[0],
+        ),
+    });
+  const captured = await captureOnce()
+    .catch(async (error: unknown) => {
+      // The source's log is gone (purged binlog, dropped slot): with auto_full_refresh the whole gateway is
+      // snapshotted again, streaming from the new snapshot's position, and each bronze table is replaced in
+      // one commit. Without it the error stops the run, saying a full refresh is needed.
+      const pipeline = pipelineOf(config, pipelineName);
+      if (!isTributaryError(error) || error.retry !== 'resnapshot' || !pipeline.auto_full_refresh)
+        throw error;
+      options.log.warn(
+        `${error.code}: ${error.message} auto_full_refresh is on: taking a new snapshot of every table of gateway ${gateway.name}.`,
+      );
+      await volume.requestRefresh(['*'], { restartLog: true });
+      return captureOnce();
+    })
+    .catch((error: unknown) => {
+      if (!isTributaryError(error) || error.code !== 'STAGING_FULL' || options.signal.aborted) throw error;
+      captureFailed = error;
+      options.log.warn(`${error.message} Applying the segments sealed so far before stopping.`);
+      return undefined;
+    });
   // Capture read the log up to the head and sealed every change of the captured tables up to it: staging
   // holds everything the source committed before headAt. `tributary status` reports the lag from this.
   if (captured !== undefined) {

@@ -92,6 +92,7 @@ describe('parseConfig', () => {
       name: 'retail_ingestion_pipeline',
       gateway: 'retail_ingestion_gateway',
       schema_evolution: 'evolve',
+      auto_full_refresh: false,
       objects: [
         {
           table: {

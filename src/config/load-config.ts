@@ -221,7 +221,13 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
         },
       };
     });
-    pipelines[name] = { name, gateway: p.gateway, schema_evolution: p.schema_evolution ?? 'evolve', objects };
+    pipelines[name] = {
+      name,
+      gateway: p.gateway,
+      schema_evolution: p.schema_evolution ?? 'evolve',
+      auto_full_refresh: p.auto_full_refresh ?? false,
+      objects,
+    };
   }
   return {
     configPath,

@@ -196,6 +196,7 @@ const schemaEvolution = z.enum(['evolve', 'fail', 'ignore'], {
 const pipeline = z.strictObject({
   gateway: identifier,
   schema_evolution: schemaEvolution.optional(),
+  auto_full_refresh: z.boolean({ error: 'expected true or false' }).optional(),
   objects: z.array(pipelineObject).min(1, { error: 'must list at least one table or schema' }),
 });
 
@@ -306,6 +307,12 @@ export interface PipelineConfig {
    * not added, types not widened). An incompatible change stops the table under every policy.
    */
   schema_evolution: 'evolve' | 'fail' | 'ignore';
+  /**
+   * When the source's log at the saved position is gone (purged binlog, dropped slot), snapshot every table
+   * of the gateway again instead of stopping with SOURCE_HISTORY_LOST. Default false: a full refresh re-reads
+   * everything, which an operator should choose.
+   */
+  auto_full_refresh: boolean;
   objects: PipelineObject[];
 }
 

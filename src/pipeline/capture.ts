@@ -61,12 +61,19 @@ export async function capture(options: CaptureOptions): Promise<CaptureReport> {
   const requested = await volume.refreshRequests();
   const refresh = options.tables
     .map((t) => tableKey(t.id))
-    .filter((k) => requested.includes(k) || requested.includes(`${k.slice(0, k.indexOf('.'))}.*`))
+    .filter(
+      (k) =>
+        requested.includes('*') ||
+        requested.includes(k) ||
+        requested.includes(`${k.slice(0, k.indexOf('.'))}.*`),
+    )
     .filter((k) => !(state.pendingSnapshot?.tables.includes(k) ?? false));
   if (refresh.length > 0) {
     const positions = { ...state.snapshotPositions };
     for (const k of refresh) delete positions[k];
-    state = { ...state, snapshotPositions: positions };
+    // The log at the saved position is gone: streaming restarts where the new snapshot is taken.
+    const restart = await volume.refreshRestartsLog();
+    state = { ...state, snapshotPositions: positions, ...(restart ? { position: null } : {}) };
     options.log.info(
       `full refresh of ${refresh.join(', ')}: a new snapshot replaces each bronze table in one commit once it is complete`,
     );

@@ -148,25 +148,40 @@ export class StagingVolume {
    * snapshot of them, which replaces each bronze table in one commit once complete. Kept in a small file
    * beside the segments, so the request survives until the snapshot it asks for is done.
    */
-  async requestRefresh(tables: readonly string[]): Promise<void> {
+  async requestRefresh(tables: readonly string[], options: { restartLog?: boolean } = {}): Promise<void> {
     await mkdir(this.dir, { recursive: true });
-    const merged = [...new Set([...(await this.refreshRequests()), ...tables])].sort();
-    const path = join(this.dir, REFRESH_FILE);
-    await writeFile(
-      `${path}.tmp`,
-      `${JSON.stringify({ tables: merged, requestedAt: new Date().toISOString() })}\n`,
-    );
-    await rename(`${path}.tmp`, path);
-    await fsyncPath(this.dir);
+    const current = await this.#refreshFile();
+    await this.#writeRefreshFile({
+      tables: [...new Set([...current.tables, ...tables])].sort(),
+      restartLog: options.restartLog === true || current.restartLog === true,
+    });
   }
 
   /** Tables a refresh was asked for and not yet done. */
   async refreshRequests(): Promise<string[]> {
+    return (await this.#refreshFile()).tables;
+  }
+
+  /**
+   * True when the refresh must also restart reading the log from the new snapshot's position, because the
+   * log at the saved position is gone (a purged binlog, a dropped slot).
+   */
+  async refreshRestartsLog(): Promise<boolean> {
+    return (await this.#refreshFile()).restartLog;
+  }
+
+  async #refreshFile(): Promise<{ tables: string[]; restartLog: boolean }> {
     try {
-      const parsed = JSON.parse(await readFile(join(this.dir, REFRESH_FILE), 'utf8')) as { tables?: unknown };
-      return Array.isArray(parsed.tables) ? parsed.tables.map(String) : [];
+      const parsed = JSON.parse(await readFile(join(this.dir, REFRESH_FILE), 'utf8')) as {
+        tables?: unknown;
+        restartLog?: unknown;
+      };
+      return {
+        tables: Array.isArray(parsed.tables) ? parsed.tables.map(String) : [],
+        restartLog: parsed.restartLog === true,
+      };
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { tables: [], restartLog: false };
       throw new TributaryError(
         'STAGING_CORRUPT',
         `The refresh request ${join(this.dir, REFRESH_FILE)} is unreadable: ${messageOf(error)}`,
@@ -178,18 +193,23 @@ export class StagingVolume {
     }
   }
 
+  async #writeRefreshFile(request: { tables: string[]; restartLog: boolean }): Promise<void> {
+    const path = join(this.dir, REFRESH_FILE);
+    const body = { tables: request.tables, ...(request.restartLog ? { restartLog: true } : {}) };
+    await writeFile(`${path}.tmp`, `${JSON.stringify({ ...body, requestedAt: new Date().toISOString() })}\n`);
+    await rename(`${path}.tmp`, path);
+    await fsyncPath(this.dir);
+  }
+
   /** The refresh of these tables is done (their new snapshot is sealed). */
   async refreshDone(tables: readonly string[]): Promise<void> {
-    const left = (await this.refreshRequests()).filter((t) => !tables.includes(t));
-    if (left.length === 0) await rm(join(this.dir, REFRESH_FILE), { force: true });
-    else {
-      const path = join(this.dir, REFRESH_FILE);
-      await writeFile(
-        `${path}.tmp`,
-        `${JSON.stringify({ tables: left, requestedAt: new Date().toISOString() })}\n`,
-      );
-      await rename(`${path}.tmp`, path);
+    const current = await this.#refreshFile();
+    const left = current.tables.filter((t) => !tables.includes(t));
+    if (left.length > 0) {
+      await this.#writeRefreshFile({ tables: left, restartLog: current.restartLog });
+      return;
     }
+    await rm(join(this.dir, REFRESH_FILE), { force: true });
     await fsyncPath(this.dir);
   }
 
