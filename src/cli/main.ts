@@ -10,6 +10,7 @@ import { registerRefreshCommand } from './commands/refresh.js';
 import { registerRunCommand } from './commands/run.js';
 import { registerSecretsCommand } from './commands/secrets.js';
 import { registerSqlCommand } from './commands/sql.js';
+import { registerStartCommand } from './commands/start.js';
 import { registerStatusCommand } from './commands/status.js';
 import type { CliContext } from './context.js';
 
@@ -29,6 +30,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerPreflightCommand(program, ctx);
   registerRunCommand(program, ctx);
   registerRefreshCommand(program, ctx);
+  registerStartCommand(program, ctx);
   registerSqlCommand(program, ctx);
   registerStatusCommand(program, ctx);
   registerSecretsCommand(program, { stdin: ctx.stdin, stdout: ctx.stdout });

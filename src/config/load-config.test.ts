@@ -93,6 +93,7 @@ describe('parseConfig', () => {
       gateway: 'retail_ingestion_gateway',
       schema_evolution: 'evolve',
       auto_full_refresh: false,
+      schedule: 'continuous',
       objects: [
         {
           table: {

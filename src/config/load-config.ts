@@ -226,6 +226,7 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
       gateway: p.gateway,
       schema_evolution: p.schema_evolution ?? 'evolve',
       auto_full_refresh: p.auto_full_refresh ?? false,
+      schedule: p.schedule ?? 'continuous',
       objects,
     };
   }

@@ -197,6 +197,12 @@ const pipeline = z.strictObject({
   gateway: identifier,
   schema_evolution: schemaEvolution.optional(),
   auto_full_refresh: z.boolean({ error: 'expected true or false' }).optional(),
+  schedule: z
+    .union(
+      [z.literal('continuous'), z.strictObject({ cron: z.string().min(1, { error: 'must not be empty' }) })],
+      { error: 'expected continuous or { cron: "<expression>" }' },
+    )
+    .optional(),
   objects: z.array(pipelineObject).min(1, { error: 'must list at least one table or schema' }),
 });
 
@@ -313,6 +319,11 @@ export interface PipelineConfig {
    * everything, which an operator should choose.
    */
   auto_full_refresh: boolean;
+  /**
+   * How `tributary start` runs the pipeline: `continuous` (default: a round every few seconds) or
+   * `{ cron: "0 * * * *" }` (a round at each time the expression names; 5 fields, or 6 with seconds).
+   */
+  schedule: 'continuous' | { cron: string };
   objects: PipelineObject[];
 }
 

@@ -491,7 +491,7 @@ describe('usage', () => {
     const ws = await workspace();
     const help = await ws.run(['--help']);
     expect(help.code).toBe(0);
-    for (const command of ['run', 'refresh', 'sql', 'status', 'preflight', 'secrets']) {
+    for (const command of ['run', 'start', 'refresh', 'sql', 'status', 'preflight', 'secrets']) {
       expect(help.stdout).toMatch(new RegExp(`^ {2}${command} `, 'm'));
     }
 

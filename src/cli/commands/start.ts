@@ -1,0 +1,76 @@
+/** `tributary start`: every pipeline (or the named ones) on its schedule, until SIGINT or SIGTERM. */
+import type { Command } from 'commander';
+import { runRecordedRound } from '../../app/pipeline-rounds.js';
+import { loadConfig } from '../../config/load-config.js';
+import { TributaryError } from '../../core/errors.js';
+import { stderrLogger } from '../../pipeline/logger.js';
+import { runSchedules } from '../../pipeline/scheduler.js';
+import type { CliContext } from '../context.js';
+
+export function registerStartCommand(program: Command, ctx: CliContext): void {
+  program
+    .command('start')
+    .description(
+      'run every pipeline on its schedule (schedule: continuous, or { cron: ... }) until SIGINT or SIGTERM; a pipeline never overlaps itself',
+    )
+    .argument('[pipelines...]', 'only these pipelines (default: all in the config)')
+    .option('--interval <seconds>', 'pause between rounds of continuous pipelines', '10')
+    .option('--quiet', 'log warnings and errors only')
+    .action(async (names: string[], opts: { interval: string; quiet?: boolean }) => {
+      const interval = Number(opts.interval);
+      if (!Number.isFinite(interval) || interval < 0) {
+        throw new TributaryError('USAGE', `--interval must be a number of seconds, not "${opts.interval}".`);
+      }
+      const config = await loadConfig(ctx.configPath());
+      const chosen = names.length > 0 ? names : Object.keys(config.pipelines);
+      if (chosen.length === 0) {
+        throw new TributaryError('USAGE', `No pipelines in ${config.configPath}.`, {
+          hint: 'Define one under `pipelines:`.',
+        });
+      }
+      const log = stderrLogger(opts.quiet === true);
+      const controller = new AbortController();
+      const stop = () => {
+        log.info('stopping after the rounds in progress');
+        controller.abort(new Error('interrupted'));
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      try {
+        await runSchedules(
+          chosen.map((name) => {
+            const pipeline = config.pipelines[name];
+            if (!pipeline) {
+              throw new TributaryError(
+                'PIPELINE_NOT_FOUND',
+                `No pipeline named "${name}" in ${config.configPath}.`,
+                {
+                  hint: `Pipelines defined there: ${Object.keys(config.pipelines).join(', ')}.`,
+                },
+              );
+            }
+            log.info(
+              `${name}: ${pipeline.schedule === 'continuous' ? 'continuous' : `cron ${pipeline.schedule.cron} (UTC)`}`,
+            );
+            return {
+              name,
+              exclusiveKey: pipeline.gateway,
+              schedule: pipeline.schedule,
+              round: async (signal: AbortSignal) => {
+                const report = await runRecordedRound(config, name, { signal, log });
+                for (const t of report.tables) {
+                  ctx.stdout.write(
+                    `${name}: ${t.destination}: version ${t.version ?? '-'}, ${t.inserted} inserted, ${t.updated} updated, ${t.deleted} deleted\n`,
+                  );
+                }
+              },
+            };
+          }),
+          { signal: controller.signal, log, continuousIntervalMs: interval * 1000 },
+        );
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
+    });
+}
