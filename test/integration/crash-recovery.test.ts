@@ -132,7 +132,7 @@ describe('crash recovery', () => {
   it('recovers from kills at random moments, repeatedly', async () => {
     let seed = 100;
     let killed = 0;
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 12; i++) {
       await mutate(f, seed++, 6);
       const r = await f.cli(['run', 'p', '--once'], {
         env: SMALL_SEGMENTS,
