@@ -51,6 +51,36 @@ describe('bronze table properties', () => {
     expect(snapshot.files.some((a) => a.deletionVector)).toBe(true);
   });
 
+  it('switches an existing copy-on-write table to deletion vectors with ALTER TABLE ... SET TBLPROPERTIES', async () => {
+    await using f = await pipelineFixture({
+      prefix: 'dv_later',
+      setup: async (conn) => {
+        await conn.query('CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))');
+        await conn.query('INSERT INTO t VALUES ?', [Array.from({ length: 500 }, (_, i) => [i, `v${i}`])]);
+      },
+    });
+    await f.run();
+    const root = join(f.dir, 'lakehouse', 'retail_analytics', 'bronze', 't');
+    expect((await loadSnapshot(root)).protocol).toMatchObject({ minReaderVersion: 1, minWriterVersion: 2 });
+    await f.sql(
+      "ALTER TABLE retail_analytics.bronze.t SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')",
+    );
+    const upgraded = await loadSnapshot(root);
+    expect(upgraded.protocol).toMatchObject({ minReaderVersion: 3, minWriterVersion: 7 });
+    expect(upgraded.protocol.readerFeatures).toContain('deletionVectors');
+    // The features writer 2 implied are listed, as the protocol asks of an upgrade to table features.
+    expect(upgraded.protocol.writerFeatures).toEqual(
+      expect.arrayContaining(['appendOnly', 'invariants', 'deletionVectors']),
+    );
+    // The next apply retires changed rows by deletion vectors, and bronze still equals the source.
+    await f.conn.query("UPDATE t SET v = 'changed' WHERE id % 10 = 0");
+    await f.conn.query('DELETE FROM t WHERE id % 13 = 0');
+    await f.run();
+    const { source, bronze } = await sourceAndBronze(f, 't', 'id');
+    expect(bronze.map(({ _commit_timestamp, ...rest }) => rest)).toEqual(source);
+    expect((await loadSnapshot(root)).files.some((a) => a.deletionVector)).toBe(true);
+  });
+
   it('compacts small files after apply when delta.autoOptimize.autoCompact is on', async () => {
     const db = await freshDatabase('compact');
     const dir = await mkdtemp(join(tmpdir(), 'tributary-compact-'));
