@@ -39,3 +39,14 @@ export function renderResult(result: QueryResult, format: OutputFormat): string 
       return renderTable(result);
   }
 }
+
+/** One line per bronze table a round applied, as `run`, `start` and `refresh` print them. */
+export function appliedLine(t: {
+  readonly destination: string;
+  readonly version: number | null;
+  readonly inserted: number;
+  readonly updated: number;
+  readonly deleted: number;
+}): string {
+  return `${t.destination}: version ${t.version ?? '-'}, ${t.inserted} inserted, ${t.updated} updated, ${t.deleted} deleted\n`;
+}

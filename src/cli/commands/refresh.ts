@@ -6,6 +6,7 @@ import { loadConfig } from '../../config/load-config.js';
 import { isTributaryError } from '../../core/errors.js';
 import { stderrLogger } from '../../pipeline/logger.js';
 import type { CliContext } from '../context.js';
+import { appliedLine } from '../output-format.js';
 
 export function registerRefreshCommand(program: Command, ctx: CliContext): void {
   program
@@ -28,9 +29,7 @@ export function registerRefreshCommand(program: Command, ctx: CliContext): void 
       try {
         const report = await runRecordedRound(config, name, { signal: new AbortController().signal, log });
         for (const t of report.tables) {
-          ctx.stdout.write(
-            `${t.destination}: version ${t.version ?? '-'}, ${t.inserted} inserted, ${t.updated} updated, ${t.deleted} deleted\n`,
-          );
+          ctx.stdout.write(appliedLine(t));
         }
       } catch (error) {
         // A pipeline running elsewhere holds the gateway: its next round takes the request.

@@ -7,6 +7,8 @@ import { TributaryError } from '../../core/errors.js';
 import { stderrLogger } from '../../pipeline/logger.js';
 import { superviseRounds } from '../../pipeline/supervisor.js';
 import type { CliContext } from '../context.js';
+import { appliedLine } from '../output-format.js';
+import { untilStopped } from '../until-stopped.js';
 
 export function registerRunCommand(program: Command, ctx: CliContext): void {
   program
@@ -25,35 +27,20 @@ export function registerRunCommand(program: Command, ctx: CliContext): void {
       const log = stderrLogger(opts.quiet === true);
       const report = (r: RunReport) => {
         for (const t of r.tables) {
-          ctx.stdout.write(
-            `${t.destination}: version ${t.version ?? '-'}, ${t.inserted} inserted, ${t.updated} updated, ${t.deleted} deleted\n`,
-          );
+          ctx.stdout.write(appliedLine(t));
         }
       };
       if (opts.once) {
         report(await runRecordedRound(config, name, { signal: new AbortController().signal, log }));
         return;
       }
-      // Stops at a safe point: the round in progress sees the abort between segments and commits.
-      const controller = new AbortController();
-      const stop = () => {
-        log.info('stopping after the current step');
-        controller.abort(new Error('interrupted'));
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      try {
-        await superviseRounds(
-          async () => report(await runRecordedRound(config, name, { signal: controller.signal, log })),
-          {
-            signal: controller.signal,
-            log,
-            intervalMs: interval * 1000,
-          },
-        );
-      } finally {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-      }
+      // The round in progress sees the abort between segments and commits.
+      await untilStopped(log, 'the current step', (signal) =>
+        superviseRounds(async () => report(await runRecordedRound(config, name, { signal, log })), {
+          signal,
+          log,
+          intervalMs: interval * 1000,
+        }),
+      );
     });
 }

@@ -6,6 +6,8 @@ import { TributaryError } from '../../core/errors.js';
 import { stderrLogger } from '../../pipeline/logger.js';
 import { runSchedules } from '../../pipeline/scheduler.js';
 import type { CliContext } from '../context.js';
+import { appliedLine } from '../output-format.js';
+import { untilStopped } from '../until-stopped.js';
 
 export function registerStartCommand(program: Command, ctx: CliContext): void {
   program
@@ -29,15 +31,8 @@ export function registerStartCommand(program: Command, ctx: CliContext): void {
         });
       }
       const log = stderrLogger(opts.quiet === true);
-      const controller = new AbortController();
-      const stop = () => {
-        log.info('stopping after the rounds in progress');
-        controller.abort(new Error('interrupted'));
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      try {
-        await runSchedules(
+      await untilStopped(log, 'the rounds in progress', (signal) =>
+        runSchedules(
           chosen.map((name) => {
             const pipeline = config.pipelines[name];
             if (!pipeline) {
@@ -59,18 +54,13 @@ export function registerStartCommand(program: Command, ctx: CliContext): void {
               round: async (signal: AbortSignal) => {
                 const report = await runRecordedRound(config, name, { signal, log });
                 for (const t of report.tables) {
-                  ctx.stdout.write(
-                    `${name}: ${t.destination}: version ${t.version ?? '-'}, ${t.inserted} inserted, ${t.updated} updated, ${t.deleted} deleted\n`,
-                  );
+                  ctx.stdout.write(`${name}: ${appliedLine(t)}`);
                 }
               },
             };
           }),
-          { signal: controller.signal, log, continuousIntervalMs: interval * 1000 },
-        );
-      } finally {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-      }
+          { signal, log, continuousIntervalMs: interval * 1000 },
+        ),
+      );
     });
 }
