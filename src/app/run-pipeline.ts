@@ -1,6 +1,5 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeConsistentCut } from '../catalog/consistent-cut.js';
 import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
 import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config/load-config.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
@@ -10,6 +9,7 @@ import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
 import { DuckDb } from '../engine/duckdb.js';
 import { type ApplyTarget, applyStaged, type TableApplyReport, txnAppId } from '../pipeline/apply.js';
 import { type CaptureReport, capture } from '../pipeline/capture.js';
+import { writeConsistentCut } from '../pipeline/consistent-cut-writer.js';
 import type { Logger } from '../pipeline/logger.js';
 import { acquireRunLock } from '../pipeline/run-lock.js';
 import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';

@@ -8,7 +8,7 @@
  * One small JSON file per pipeline under `<warehouse>/.tributary/cuts/`, replaced atomically, so a reader
  * sees the previous cut or the new one, never a mixture.
  */
-import { mkdir, open, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface ConsistentCut {
@@ -33,15 +33,9 @@ function cutsDir(warehouseRoot: string): string {
   return join(warehouseRoot, '.tributary', 'cuts');
 }
 
-export async function writeConsistentCut(warehouseRoot: string, cut: ConsistentCut): Promise<void> {
-  const dir = cutsDir(warehouseRoot);
-  await mkdir(dir, { recursive: true });
-  const file = join(dir, `${cut.pipeline}.json`);
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, `${JSON.stringify(cut, null, 2)}\n`);
-  await fsyncPath(tmp);
-  await rename(tmp, file);
-  await fsyncPath(dir);
+/** Where a pipeline's cut is kept (written by src/pipeline/consistent-cut-writer.ts). */
+export function consistentCutPath(warehouseRoot: string, pipeline: string): string {
+  return join(cutsDir(warehouseRoot), `${pipeline}.json`);
 }
 
 /** Every pipeline's cut, by table. A cut file that cannot be read is skipped: its tables read newest. */
@@ -66,13 +60,4 @@ export async function readConsistentCuts(warehouseRoot: string): Promise<Map<str
     }
   }
   return byTable;
-}
-
-async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
