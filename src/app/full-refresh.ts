@@ -1,17 +1,8 @@
-/**
- * `tributary refresh <pipeline> [--table t]`: a full refresh of some or all of a pipeline's tables. The
- * request is written beside the gateway's segments; the next round (this command runs one, or a running
- * pipeline's next round) snapshots those tables again and replaces each bronze table in one commit once the
- * snapshot is complete. Until then the current tables stay queryable, changes keep being captured and are
- * applied after the new snapshot, and a crash resumes the snapshot from its last chunk.
- */
-import { join } from 'node:path';
-import { parseVolumeName, Warehouse } from '../catalog/warehouse.js';
 import type { TributaryConfig } from '../config/load-config.js';
 import { TributaryError } from '../core/errors.js';
 import { tableKey } from '../core/table.js';
-import { StagingVolume } from '../staging/staging-volume.js';
-import { pipelineOf } from './run-pipeline.js';
+import { gatewayVolumeOf } from './gateway-volume.js';
+import { pipelineOf } from './pipeline-of.js';
 
 /**
  * The refresh request's entries for `tables` (source `schema.table`, a source table name, or a destination
@@ -49,20 +40,23 @@ export function refreshTargets(
   });
 }
 
-/** Writes the request; returns the entries requested. */
+/**
+ * Writes the request; returns the entries requested. A refresh of everything the gateway captures (the
+ * pipeline's every table, and no other pipeline reads from that gateway) also restarts the log at the new
+ * snapshot: nothing staged before it is needed any more, and it is the way out when the log is gone.
+ */
 export async function requestFullRefresh(
   config: TributaryConfig,
   pipelineName: string,
   tables: readonly string[],
 ): Promise<string[]> {
   const targets = refreshTargets(config, pipelineName, tables);
-  const gateway = config.gateways[pipelineOf(config, pipelineName).gateway];
-  if (!gateway) throw new TributaryError('INTERNAL', `gateway of ${pipelineName} not validated`);
-  const warehouse = new Warehouse(config.warehouse);
-  const volume = new StagingVolume(
-    join(warehouse.volumePath(parseVolumeName(gateway.storage)), gateway.name),
-    gateway.name,
-  );
+  const { gateway, volume } = gatewayVolumeOf(config, pipelineName);
+  const sharing = Object.values(config.pipelines).filter((p) => p.gateway === gateway.name).length;
+  if (tables.length === 0 && sharing === 1) {
+    await volume.requestRefresh(['*'], { restartLog: true });
+    return ['*'];
+  }
   await volume.requestRefresh(targets);
   return targets;
 }

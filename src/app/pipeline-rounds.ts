@@ -12,7 +12,9 @@ import {
   type PipelineEvent,
   worthRecording,
 } from '../observability/pipeline-events.js';
-import { pipelineOf, type RunOnceOptions, type RunReport, runPipelineOnce } from './run-pipeline.js';
+import type { LockOwner } from '../pipeline/run-lock.js';
+import { pipelineOf } from './pipeline-of.js';
+import { type RunOnceOptions, type RunReport, runPipelineOnce } from './run-pipeline.js';
 
 /** One id per process: the rounds of one `tributary run` share it, as Lakeflow's update id. */
 const updateId = randomUUID();
@@ -32,7 +34,11 @@ export async function runRecordedRound(
   };
   let report: RunReport;
   try {
-    report = await runPipelineOnce(config, pipelineName, options);
+    report = await runPipelineOnce(config, pipelineName, {
+      ...options,
+      updateId,
+      onCrashedRound: (dead) => recordCrashedRound(config, options, pipeline.gateway, pipelineName, dead),
+    });
   } catch (error) {
     const cancelled = options.signal.aborted;
     await record(config, options, {
@@ -90,6 +96,44 @@ export async function runRecordedRound(
     }),
   });
   return report;
+}
+
+/**
+ * The round of a process that died holding the gateway's lock never recorded its end: it is recorded now, as
+ * FAILED with RUN_INTERRUPTED under the dead process's update id, so the success rate counts it and the
+ * event log shows every kill -9 or power cut.
+ */
+async function recordCrashedRound(
+  config: TributaryConfig,
+  options: RunOnceOptions,
+  gatewayName: string,
+  pipelineName: string,
+  dead: LockOwner,
+): Promise<void> {
+  const since = dead.since === undefined ? Number.NaN : Date.parse(dead.since);
+  const started = Number.isNaN(since) ? Date.now() : since;
+  options.log.warn(
+    `the previous round (pid ${dead.pid}) stopped without a clean shutdown; resuming from the last durable position`,
+  );
+  await record(config, options, {
+    pipelineName: dead.pipeline ?? pipelineName,
+    gatewayName,
+    updateId: dead.updateId ?? 'unknown',
+    timestamp: new Date(started),
+    state: 'FAILED',
+    message: `the round of process ${dead.pid} stopped without a clean shutdown (killed or crashed); the next round resumed from the last durable position`,
+    errorCode: 'RUN_INTERRUPTED',
+    durationMs: Math.max(0, Date.now() - started),
+    changesCaptured: 0,
+    rowsInserted: 0,
+    rowsUpdated: 0,
+    rowsDeleted: 0,
+    tablesApplied: 0,
+    tablesFailed: 0,
+    tableName: null,
+    lagMs: null,
+    details: JSON.stringify({ pid: dead.pid, lockTakenAt: dead.since ?? null }),
+  });
 }
 
 /** "N of M table(s) could not be applied" names how many failed; any other failure counts none. */

@@ -1,16 +1,4 @@
-/**
- * `tributary status`: where each pipeline stands, read from the same records recovery uses — the gateway's
- * newest manifest and each bronze table's Delta log — plus the source's current position when it answers.
- * Nothing here is a second bookkeeping store that could disagree with them.
- *
- * Lag is freshness: how long ago the newest moment is before which every source change is captured
- * (`capturedThrough`), and for a bronze table, applied. It is 0 when the staged position is the source's
- * head now (an idle source, caught up). It grows from the last completed catch-up round when the source has
- * moved on since, and it is unknown (null, never 0) when the source cannot be reached: nothing is known
- * after the last contact. The last contact is recorded by each completed round (staging/source-contact.ts).
- */
-import { join } from 'node:path';
-import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
+import { formatTableName } from '../catalog/warehouse.js';
 import type { TributaryConfig } from '../config/load-config.js';
 import { isTributaryError, messageOf } from '../core/errors.js';
 import type { Position } from '../core/position.js';
@@ -18,9 +6,9 @@ import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
 import { txnAppId } from '../pipeline/apply.js';
 import type { SegmentManifest } from '../staging/segment-format.js';
 import { readSourceContact } from '../staging/source-contact.js';
-import { StagingVolume } from '../staging/staging-volume.js';
+import { gatewayVolumeOf } from './gateway-volume.js';
 import { openSource } from './open-source.js';
-import { pipelineOf } from './run-pipeline.js';
+import { pipelineOf } from './pipeline-of.js';
 
 export interface TableStatus {
   readonly destination: string;
@@ -92,13 +80,7 @@ export async function pipelineStatus(
   signal: AbortSignal,
 ): Promise<PipelineStatus> {
   const pipeline = pipelineOf(config, name);
-  const gateway = config.gateways[pipeline.gateway];
-  if (!gateway) throw new Error(`gateway ${pipeline.gateway} not validated`);
-  const warehouse = new Warehouse(config.warehouse);
-  const volume = new StagingVolume(
-    join(warehouse.volumePath(parseVolumeName(gateway.storage)), gateway.name),
-    gateway.name,
-  );
+  const { gateway, warehouse, volume } = gatewayVolumeOf(config, name);
   const seqs = await volume.listSegments();
   const manifests: SegmentManifest[] = [];
   for (const seq of seqs) manifests.push(await volume.readManifest(seq));

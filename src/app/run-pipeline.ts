@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatTableName, parseVolumeName, Warehouse } from '../catalog/warehouse.js';
+import { formatTableName, parseVolumeName, type Warehouse } from '../catalog/warehouse.js';
 import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config/load-config.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import type { ConnectionDirectory, Finding, SourceConnector, TableSelection } from '../core/ports.js';
@@ -11,37 +11,30 @@ import { type ApplyTarget, applyStaged, type TableApplyReport, txnAppId } from '
 import { type CaptureReport, capture } from '../pipeline/capture.js';
 import { writeConsistentCut } from '../pipeline/consistent-cut-writer.js';
 import type { Logger } from '../pipeline/logger.js';
-import { acquireRunLock } from '../pipeline/run-lock.js';
+import { acquireRunLock, type LockOwner } from '../pipeline/run-lock.js';
 import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';
 import { parseSecretReference } from '../secrets/secret-store.js';
 import { recordSourceContact } from '../staging/source-contact.js';
-import { StagingVolume } from '../staging/staging-volume.js';
+import { gatewayVolumeOf } from './gateway-volume.js';
 import { LogShapes } from './log-shapes.js';
 import { openConnectionSource, openSource } from './open-source.js';
+import { pipelineOf } from './pipeline-of.js';
 
 export interface RunOnceOptions {
   readonly signal: AbortSignal;
   readonly log: Logger;
   readonly snapshotChunkRows?: number;
   readonly segmentMaxChanges?: number;
+  /** Written into the gateway's round lock, so a round that takes over a crashed one knows whose it was. */
+  readonly updateId?: string;
+  /** Called when the round lock is taken over from a process that died holding it (kill -9, power cut). */
+  readonly onCrashedRound?: (dead: LockOwner) => Promise<void>;
 }
 
 export interface RunReport {
   readonly pipeline: string;
   readonly capture: CaptureReport;
   readonly tables: readonly TableApplyReport[];
-}
-
-export function pipelineOf(config: TributaryConfig, name: string) {
-  const pipeline = config.pipelines[name];
-  if (!pipeline) {
-    const known = Object.keys(config.pipelines);
-    throw new TributaryError('PIPELINE_NOT_FOUND', `No pipeline named "${name}" in ${config.configPath}.`, {
-      hint:
-        known.length > 0 ? `Pipelines defined there: ${known.join(', ')}.` : 'Define one under `pipelines:`.',
-    });
-  }
-  return pipeline;
 }
 
 /** TRIBUTARY_IDLE_SEAL_SECONDS (0 allowed: seal every change-free stretch, as tests do). */
@@ -245,6 +238,18 @@ async function requireReadySource(
 }
 
 /**
+ * The source says why its log is gone and how to keep it from happening again; the pipeline adds the two
+ * ways to recover, by name. Both keep the bronze tables queryable until their new snapshot replaces them.
+ */
+function withRecovery(error: TributaryError, pipelineName: string): TributaryError {
+  return new TributaryError(error.code, error.message, {
+    hint: `${error.hint ? `${error.hint} ` : ''}To recover, run \`tributary refresh ${pipelineName}\` (a full refresh of every table of the gateway: the bronze tables stay queryable and each is replaced in one commit when its new snapshot is complete), or set \`auto_full_refresh: true\` on the pipeline to let it do so by itself.`,
+    retry: error.retry,
+    cause: error,
+  });
+}
+
+/**
  * One catch-up run: capture from the source up to its position at the start of the run, then apply
  * everything staged to the pipeline's bronze tables.
  */
@@ -253,14 +258,7 @@ export async function runPipelineOnce(
   pipelineName: string,
   options: RunOnceOptions,
 ): Promise<RunReport> {
-  const pipeline = pipelineOf(config, pipelineName);
-  const gateway = config.gateways[pipeline.gateway];
-  if (!gateway) throw new TributaryError('INTERNAL', `gateway ${pipeline.gateway} not validated`);
-  const warehouse = new Warehouse(config.warehouse);
-  const volume = new StagingVolume(
-    join(warehouse.volumePath(parseVolumeName(gateway.storage)), gateway.name),
-    gateway.name,
-  );
+  const { gateway, warehouse, volume } = gatewayVolumeOf(config, pipelineName);
   // Even these few bytes fail on a volume filled to the last block: that is STAGING_FULL too, not INTERNAL.
   const stagingFull = async (error: unknown) =>
     (await volume.storageFullError(
@@ -272,12 +270,18 @@ export async function runPipelineOnce(
     try {
       await warehouse.ensureVolume(parseVolumeName(gateway.storage));
       await mkdir(volume.dir, { recursive: true });
-      return await acquireRunLock(join(volume.dir, '.run.lock'), `Gateway ${gateway.name}`);
+      return await acquireRunLock(join(volume.dir, '.run.lock'), {
+        what: `Gateway ${gateway.name}`,
+        pipeline: pipelineName,
+        ...(options.updateId === undefined ? {} : { updateId: options.updateId }),
+        busy: 'transient',
+      });
     } catch (error) {
       throw await stagingFull(error);
     }
   })();
   await using _lock = lock;
+  if (lock.tookOverFrom !== undefined) await options.onCrashedRound?.(lock.tookOverFrom);
   await using source = await openSource(config, gateway.name, options.log);
   await using db = await DuckDb.open();
 
@@ -324,16 +328,23 @@ export async function runPipelineOnce(
             (await source.listTables({ ...selection, tables: [id], schemas: [] }, options.signal))[0],
         ),
     });
+  // Read before capture, which marks requests done once their snapshot is staged.
+  const refreshAsked = (await volume.refreshRequests()).length > 0;
   const captured = await captureOnce()
     .catch(async (error: unknown) => {
-      // The source's log is gone (purged binlog, dropped slot): with auto_full_refresh the whole gateway is
-      // snapshotted again, streaming from the new snapshot's position, and each bronze table is replaced in
-      // one commit. Without it the error stops the run, saying a full refresh is needed.
-      const pipeline = pipelineOf(config, pipelineName);
-      if (!isTributaryError(error) || error.retry !== 'resnapshot' || !pipeline.auto_full_refresh)
-        throw error;
+      // The source's log is gone (purged binlog, dropped slot): with auto_full_refresh, or once the user
+      // asked for a refresh (`tributary refresh`), the whole gateway is snapshotted again, streaming from the
+      // new snapshot's position, and each bronze table is replaced in one commit. Otherwise the error stops
+      // the run, saying how to recover.
+      if (!isTributaryError(error) || error.retry !== 'resnapshot') throw error;
+      const why = pipelineOf(config, pipelineName).auto_full_refresh
+        ? 'auto_full_refresh is on'
+        : refreshAsked
+          ? 'a full refresh was requested'
+          : undefined;
+      if (why === undefined) throw withRecovery(error, pipelineName);
       options.log.warn(
-        `${error.code}: ${error.message} auto_full_refresh is on: taking a new snapshot of every table of gateway ${gateway.name}.`,
+        `${error.code}: ${error.message} ${why}: taking a new snapshot of every table of gateway ${gateway.name}.`,
       );
       await volume.requestRefresh(['*'], { restartLog: true });
       return captureOnce();

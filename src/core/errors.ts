@@ -60,6 +60,10 @@ export const ERROR_CODES = {
     doc: 'A source table changed shape in a way the pipeline cannot follow.',
   },
   SOURCE_QUERY_FAILED: { retry: 'transient', doc: 'A query against the source failed.' },
+  RUN_INTERRUPTED: {
+    retry: 'transient',
+    doc: 'A run stopped mid-round without a clean shutdown (killed, crashed, power lost). Recorded in system.lakeflow.pipeline_events by the next round, which took over its lock and resumed from the last durable position: nothing was lost or applied twice.',
+  },
   STAGING_CORRUPT: { retry: 'fatal', doc: 'A staged segment or its manifest is unreadable.' },
   STAGING_FULL: {
     retry: 'transient',

@@ -31,6 +31,12 @@ export interface SnapshotOptions {
    * key column of its last row. Tables without an entry are read from the start.
    */
   readonly afterKeys?: ReadonlyMap<string, Readonly<Record<string, string | null>>>;
+  /**
+   * True when no log position is saved, so streaming will start where this snapshot is taken (a first run,
+   * or a full refresh after the log was lost). A source may then replace log-retention objects that can no
+   * longer serve, such as a PostgreSQL slot invalidated by max_slot_wal_keep_size.
+   */
+  readonly restartsLog?: boolean;
   readonly signal: AbortSignal;
 }
 

@@ -241,6 +241,7 @@ async function stageSnapshot(
   const reading = options.source.snapshot(todo, {
     chunkRows: options.snapshotChunkRows,
     signal: options.signal,
+    restartsLog: state.position === null,
     ...(afterKeys.size > 0 ? { afterKeys } : {}),
   });
   for await (const batch of reading) {

@@ -1,49 +1,168 @@
 /**
- * One runner at a time per gateway area: two processes interleaving segment numbers or commits would break
- * exactly-once. The lock is a file created exclusively, holding the owner's pid; a lock whose owner is
- * gone (killed -9, power cut) is taken over, so a crash never needs manual cleanup.
+ * Exclusive ownership through a lock file, for two purposes:
+ *
+ * - one round at a time per gateway area (`.run.lock`): two processes interleaving segment numbers or
+ *   commits would break exactly-once;
+ * - one long-running process per pipeline (`.pipeline-<name>.lock`): a second `tributary run` or
+ *   `tributary start` of the same pipeline refuses to start instead of silently sharing the work.
+ *
+ * The file is created exclusively and holds its owner: pid, the process's start time (so a pid reused by
+ * an unrelated process after a reboot or a container restart is not mistaken for the owner), the pipeline
+ * and its update id. A lock whose owner is gone (killed -9, power cut) is taken over, so a crash never needs
+ * manual cleanup, and the taker learns who died so the crash can be recorded in
+ * `system.lakeflow.pipeline_events`.
+ *
+ * Taking over is guarded by a second exclusive file (`<lock>.takeover`): without it two processes that both
+ * saw the same dead owner could each remove the lock, and the slower one would remove the faster one's
+ * fresh lock and both would run. Owners are checked on this host only; a warehouse shared by several hosts
+ * needs one runner host per gateway.
  */
-import { open, readFile, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { open, readFile, rm, stat } from 'node:fs/promises';
 import { TributaryError } from '../core/errors.js';
 
-function alive(pid: number): boolean {
+export interface LockOwner {
+  readonly pid: number;
+  /** Process start time in clock ticks since boot (/proc/<pid>/stat field 22); absent off Linux. */
+  readonly startTime?: number;
+  readonly pipeline?: string;
+  readonly updateId?: string;
+  /** ISO time the lock was taken. */
+  readonly since?: string;
+}
+
+export interface HeldLock extends AsyncDisposable {
+  /** The owner that died holding this lock, when it was taken over from one. */
+  readonly tookOverFrom: LockOwner | undefined;
+}
+
+export interface LockRequest {
+  /** Names the thing locked in the refusal, e.g. "Gateway gw". */
+  readonly what: string;
+  readonly pipeline?: string;
+  readonly updateId?: string;
+  /** How a refusal is retried: a round waits its turn (transient), a second process gives up (fatal). */
+  readonly busy: 'transient' | 'fatal';
+  readonly hint?: (owner: LockOwner, path: string) => string;
+}
+
+/** A takeover guard older than this belongs to a process that died inside the takeover: it is removed. */
+const STALE_TAKEOVER_MS = 10_000;
+
+function processStartTime(pid: number): number | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    // Field 2 (comm) may contain spaces and parentheses; the fields after its closing ')' are plain.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const value = Number(fields[19]);
+    return Number.isFinite(value) ? value : undefined;
+  } catch {
+    return undefined;
   }
 }
 
-export async function acquireRunLock(path: string, what: string): Promise<AsyncDisposable> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(path, 'wx', 0o600);
-      try {
-        await handle.writeFile(`${process.pid}\n`);
-      } catch (error) {
-        // A full disk: leave no empty lock behind (one would be taken over, but need not exist at all).
-        await handle.close();
-        await rm(path, { force: true });
-        throw error;
-      }
-      await handle.close();
+function alive(owner: LockOwner): boolean {
+  if (owner.pid === process.pid) return false; // Our own stale lock (a pid reused inside a container).
+  try {
+    process.kill(owner.pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const started = processStartTime(owner.pid);
+  return owner.startTime === undefined || started === undefined || started === owner.startTime;
+}
+
+function parseOwner(text: string): LockOwner | undefined {
+  const trimmed = text.trim();
+  if (/^\d+$/.test(trimmed)) return { pid: Number(trimmed) }; // Written by Tributary before 0.2.
+  try {
+    const owner = JSON.parse(trimmed) as LockOwner;
+    return Number.isInteger(owner.pid) && owner.pid > 0 ? owner : undefined;
+  } catch {
+    return undefined; // Half-written by a process killed between create and write: nobody owns it.
+  }
+}
+
+async function readOwner(path: string): Promise<LockOwner | undefined> {
+  return parseOwner(await readFile(path, 'utf8').catch(() => ''));
+}
+
+async function createExclusive(path: string, content: string): Promise<boolean> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, 'wx', 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+  try {
+    await handle.writeFile(content);
+  } catch (error) {
+    // A full disk: leave no empty lock behind (one would be taken over, but need not exist at all).
+    await handle.close();
+    await rm(path, { force: true });
+    throw error;
+  }
+  await handle.close();
+  return true;
+}
+
+/**
+ * Removes the lock at `path` if it still belongs to `dead`, under the takeover guard. Returns false when
+ * another process holds the guard (the caller looks again shortly).
+ */
+async function removeDeadOwner(path: string, dead: string): Promise<boolean> {
+  const guard = `${path}.takeover`;
+  if (!(await createExclusive(guard, `${process.pid}\n`))) {
+    const age = Date.now() - ((await stat(guard).catch(() => undefined))?.mtimeMs ?? Date.now());
+    if (age > STALE_TAKEOVER_MS) await rm(guard, { force: true });
+    return false;
+  }
+  try {
+    // Only the dead owner's file is removed: one a faster process created meanwhile stays.
+    if ((await readFile(path, 'utf8').catch(() => undefined)) === dead) await rm(path, { force: true });
+    return true;
+  } finally {
+    await rm(guard, { force: true });
+  }
+}
+
+export async function acquireRunLock(path: string, request: LockRequest): Promise<HeldLock> {
+  const startTime = processStartTime(process.pid);
+  const me: LockOwner = {
+    pid: process.pid,
+    ...(startTime === undefined ? {} : { startTime }),
+    ...(request.pipeline === undefined ? {} : { pipeline: request.pipeline }),
+    ...(request.updateId === undefined ? {} : { updateId: request.updateId }),
+    since: new Date().toISOString(),
+  };
+  let tookOverFrom: LockOwner | undefined;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    if (await createExclusive(path, `${JSON.stringify(me)}\n`)) {
       return {
+        tookOverFrom,
         [Symbol.asyncDispose]: async () => {
-          await rm(path, { force: true });
+          // Never remove a lock that is no longer ours (taken over after we were presumed dead).
+          if ((await readOwner(path))?.pid === process.pid) await rm(path, { force: true });
         },
       };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
-        throw new TributaryError('USAGE', `${what} is already running (pid ${owner}).`, {
-          hint: `Wait for it to finish, or stop it. The lock file is ${path}.`,
-          retry: 'transient',
-        });
-      }
-      await rm(path, { force: true });
+    }
+    const text = await readFile(path, 'utf8').catch(() => undefined);
+    if (text === undefined) continue; // Released meanwhile: try again at once.
+    const owner = parseOwner(text);
+    if (owner !== undefined && alive(owner)) {
+      throw new TributaryError('USAGE', `${request.what} is already running (pid ${owner.pid}).`, {
+        hint: request.hint?.(owner, path) ?? `Wait for it to finish, or stop it. The lock file is ${path}.`,
+        retry: request.busy,
+      });
+    }
+    if (await removeDeadOwner(path, text)) {
+      if (owner !== undefined) tookOverFrom = owner;
+    } else {
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
     }
   }
-  throw new TributaryError('INTERNAL', `Could not take the run lock ${path}.`);
+  throw new TributaryError('INTERNAL', `Could not take the lock ${path}: it kept changing hands.`, {
+    retry: 'transient',
+  });
 }

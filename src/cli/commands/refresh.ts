@@ -25,7 +25,9 @@ export function registerRefreshCommand(program: Command, ctx: CliContext): void 
       const config = await loadConfig(ctx.configPath());
       const log = stderrLogger(opts.quiet === true);
       const targets = await requestFullRefresh(config, name, opts.table ?? []);
-      log.info(`full refresh requested for ${targets.join(', ')}`);
+      log.info(
+        `full refresh requested for ${targets.includes('*') ? 'every table of the gateway (streaming restarts at the new snapshot)' : targets.join(', ')}`,
+      );
       try {
         const report = await runRecordedRound(config, name, { signal: new AbortController().signal, log });
         for (const t of report.tables) {

@@ -1,5 +1,6 @@
 /** `tributary run <pipeline>`: capture from the source and apply to the bronze tables. */
 import type { Command } from 'commander';
+import { claimPipelines } from '../../app/pipeline-claim.js';
 import { runRecordedRound } from '../../app/pipeline-rounds.js';
 import type { RunReport } from '../../app/run-pipeline.js';
 import { loadConfig } from '../../config/load-config.js';
@@ -34,6 +35,7 @@ export function registerRunCommand(program: Command, ctx: CliContext): void {
         report(await runRecordedRound(config, name, { signal: new AbortController().signal, log }));
         return;
       }
+      await using _claim = await claimPipelines(config, [name]);
       // The round in progress sees the abort between segments and commits.
       await untilStopped(log, 'the current step', (signal) =>
         superviseRounds(async () => report(await runRecordedRound(config, name, { signal, log })), {

@@ -1,5 +1,7 @@
 /** `tributary start`: every pipeline (or the named ones) on its schedule, until SIGINT or SIGTERM. */
 import type { Command } from 'commander';
+import { claimPipelines } from '../../app/pipeline-claim.js';
+import { pipelineOf } from '../../app/pipeline-of.js';
 import { runRecordedRound } from '../../app/pipeline-rounds.js';
 import { loadConfig } from '../../config/load-config.js';
 import { TributaryError } from '../../core/errors.js';
@@ -31,19 +33,11 @@ export function registerStartCommand(program: Command, ctx: CliContext): void {
         });
       }
       const log = stderrLogger(opts.quiet === true);
+      const pipelines = chosen.map((name) => ({ name, pipeline: pipelineOf(config, name) }));
+      await using _claim = await claimPipelines(config, chosen);
       await untilStopped(log, 'the rounds in progress', (signal) =>
         runSchedules(
-          chosen.map((name) => {
-            const pipeline = config.pipelines[name];
-            if (!pipeline) {
-              throw new TributaryError(
-                'PIPELINE_NOT_FOUND',
-                `No pipeline named "${name}" in ${config.configPath}.`,
-                {
-                  hint: `Pipelines defined there: ${Object.keys(config.pipelines).join(', ')}.`,
-                },
-              );
-            }
+          pipelines.map(({ name, pipeline }) => {
             log.info(
               `${name}: ${pipeline.schedule === 'continuous' ? 'continuous' : `cron ${pipeline.schedule.cron} (UTC)`}`,
             );

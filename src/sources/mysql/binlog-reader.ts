@@ -749,14 +749,12 @@ export function classifyBinlogError(
       e?.message ?? '',
     );
   if (!historyGone) return classifyMySqlError(error, endpoint, 'reading the binlog');
-  const refresh =
-    'stop the pipeline, remove the gateway directory in the staging volume and the bronze tables, and run again';
   if (start?.kind === 'gtid' && start.failover) {
     return new TributaryError(
       'SOURCE_HISTORY_LOST',
       `A failover was detected on connection "${endpoint.name}" (${start.reason}), and the new primary cannot continue from the captured GTID state ${start.gtid}: ${e?.message ?? ''}`,
       {
-        hint: `The new primary's binlog does not hold every transaction after the ones already captured (it never received some of them from the old primary, or it purged them), so capture cannot continue without a gap. A new snapshot (full refresh) is needed: ${refresh}.`,
+        hint: `The new primary's binlog does not hold every transaction after the ones already captured (it never received some of them from the old primary, or it purged them), so capture cannot continue without a gap. A new snapshot (full refresh) is needed.`,
         cause: error,
       },
     );
@@ -771,7 +769,7 @@ export function classifyBinlogError(
     'SOURCE_HISTORY_LOST',
     `The binlog at the saved position ${where} is no longer on the source of connection "${endpoint.name}"${start?.kind === 'gtid' ? `, and resuming from its GTID state ${start.gtid} failed too` : ''}: ${e?.message ?? ''}`,
     {
-      hint: `The server purged it before Tributary read it, so the changes in it can only be recovered by a new snapshot (full refresh): ${refresh}. Raise binlog_expire_logs_seconds (the checklist recommends 48-72 h) so it does not happen again.`,
+      hint: `The server purged it before Tributary read it, so the changes in it can only be recovered by a new snapshot (full refresh). Raise binlog_expire_logs_seconds (the checklist recommends 48-72 h) so it does not happen again.`,
       cause: error,
     },
   );

@@ -49,7 +49,7 @@ function historyLost(endpoint: MySqlEndpoint, reason: string): TributaryError {
     'SOURCE_HISTORY_LOST',
     `Capture cannot continue on the source of connection "${endpoint.name}": ${reason}.`,
     {
-      hint: 'A new snapshot (full refresh) is needed: stop the pipeline, remove the gateway directory in the staging volume and the bronze tables, and run again. To let capture follow a failover next time, keep GTIDs on (MySQL: gtid_mode=ON and enforce_gtid_consistency=ON; MariaDB: gtid_strict_mode=ON) and let the new primary replicate every transaction with log_slave_updates.',
+      hint: 'A new snapshot (full refresh) is needed. To let capture follow a failover next time, keep GTIDs on (MySQL: gtid_mode=ON and enforce_gtid_consistency=ON; MariaDB: gtid_strict_mode=ON) and let the new primary replicate every transaction with log_slave_updates.',
     },
   );
 }

@@ -201,9 +201,25 @@ export class PostgresSource implements SourceConnector {
     const client = await this.#client();
     // The publication must exist before the slot: decoding WAL from before it existed fails.
     await this.#ensurePublication(client, tables);
-    const state = await readSlot(client, this.#options.slot).catch((error: unknown) => {
+    let state = await readSlot(client, this.#options.slot).catch((error: unknown) => {
       throw classifyPgError(error, this.#endpoint, 'reading pg_replication_slots');
     });
+    if (state?.walStatus === 'lost' && options.restartsLog === true) {
+      // Invalidated slots never recover, and this snapshot restarts the log anyway: make the slot anew.
+      this.#log.warn(
+        `replication slot "${this.#options.slot}" was invalidated (wal_status = 'lost'); dropping it and creating it again for the new snapshot`,
+      );
+      await client
+        .query('SELECT pg_drop_replication_slot($1)', [this.#options.slot])
+        .catch((error: unknown) => {
+          throw classifyPgError(
+            error,
+            this.#endpoint,
+            `dropping the invalidated slot "${this.#options.slot}"`,
+          );
+        });
+      state = undefined;
+    }
     let point: SnapshotPoint = { kind: 'fresh' };
     let exporter: pg.Client | undefined;
     if (state === undefined) {

@@ -9,7 +9,7 @@
 import type pg from 'pg';
 import { TributaryError } from '../../core/errors.js';
 import type { TableId, TableSchema } from '../../core/table.js';
-import { classifyPgError, type PgEndpoint, quotePgIdent, quotePgString } from './connect.js';
+import { classifyPgError, type PgEndpoint, quotePgIdent } from './connect.js';
 import { parseLsn } from './lsn.js';
 
 export interface SlotState {
@@ -56,7 +56,7 @@ export function checkSlot(state: SlotState | undefined, slot: string, endpoint: 
       `The replication slot "${slot}" of ${where} no longer exists, so the changes since the last capture cannot be read.`,
       {
         retry: 'resnapshot',
-        hint: 'The slot was dropped, or the server was failed over to a replica that did not have it. Run a full refresh (delete the gateway directory under the staging volume and run again) to take a new snapshot; Tributary creates a new slot.',
+        hint: 'The slot was dropped, or the server was failed over to a replica that did not have it. A full refresh takes a new snapshot, and Tributary creates the slot anew.',
       },
     );
   }
@@ -66,7 +66,7 @@ export function checkSlot(state: SlotState | undefined, slot: string, endpoint: 
       `The replication slot "${slot}" of ${where} was invalidated (wal_status = 'lost'): the server removed WAL it still needed, because it exceeded max_slot_wal_keep_size.`,
       {
         retry: 'resnapshot',
-        hint: `Drop the slot (SELECT pg_drop_replication_slot(${quotePgString(slot)})) and run a full refresh; then raise max_slot_wal_keep_size, or keep the pipeline's downtime below what it allows.`,
+        hint: `A full refresh takes a new snapshot and replaces the slot. Raise max_slot_wal_keep_size, or keep the pipeline's downtime below what it allows, so it does not happen again.`,
       },
     );
   }

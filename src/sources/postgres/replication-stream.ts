@@ -423,7 +423,7 @@ export class ReplicationStream implements AsyncIterable<ReplicationFrame>, Async
         'SOURCE_HISTORY_LOST',
         `Replication slot "${slot}" of ${this.#label} has been confirmed up to ${formatLsn(confirmed)}, past the saved position ${formatLsn(startLsn)}: the changes between were handed to another consumer or skipped, and the server no longer sends them.`,
         {
-          hint: 'Only a full refresh can recover them: stop the pipeline, remove its gateway directory in the staging volume and its bronze tables, and run again. Make sure no other program (pg_recvlogical, a subscription, pg_replication_slot_advance) uses this slot.',
+          hint: 'Only a full refresh can recover them. Make sure no other program (pg_recvlogical, a subscription, pg_replication_slot_advance) uses this slot.',
         },
       );
     }
@@ -531,7 +531,7 @@ export function classifyReplicationError(
 function slotMissing(slot: string, label: string, cause?: unknown): TributaryError {
   return new TributaryError('SOURCE_HISTORY_LOST', `Replication slot "${slot}" does not exist on ${label}.`, {
     retry: 'resnapshot',
-    hint: 'The slot is what makes the server keep the WAL after the saved position; without it (dropped by hand, or never created on this server, e.g. after a failover) the changes since then are gone, so a full refresh is needed: stop the pipeline, remove its gateway directory in the staging volume and its bronze tables, and run again (the slot is created anew).',
+    hint: 'The slot is what makes the server keep the WAL after the saved position; without it (dropped by hand, or never created on this server, e.g. after a failover) the changes since then are gone, so a full refresh is needed (the slot is created anew).',
     ...(cause === undefined ? {} : { cause }),
   });
 }
@@ -542,7 +542,7 @@ function slotInvalidated(slot: string, label: string, detail: string, cause?: un
     `Replication slot "${slot}" of ${label} can no longer provide changes: ${detail}`,
     {
       retry: 'resnapshot',
-      hint: 'The server removed WAL the slot still needed (the slot was invalidated, typically by max_slot_wal_keep_size while the pipeline was behind), so the changes in it are gone and a full refresh is needed: stop the pipeline, remove its gateway directory in the staging volume and its bronze tables, drop the slot, and run again. Raise max_slot_wal_keep_size, or keep the pipeline running, so it does not happen again.',
+      hint: 'The server removed WAL the slot still needed (the slot was invalidated, typically by max_slot_wal_keep_size while the pipeline was behind), so the changes in it are gone and a full refresh is needed (it replaces the slot). Raise max_slot_wal_keep_size, or keep the pipeline running, so it does not happen again.',
       ...(cause === undefined ? {} : { cause }),
     },
   );
