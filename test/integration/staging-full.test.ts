@@ -14,63 +14,21 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, statfs, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_PATH } from '../harness/cli.js';
 import { type PipelineFixture, pipelineFixture, sourceAndBronze } from '../harness/pipeline-fixture.js';
+import { cannotMount, fill, mount, unmount } from '../harness/tmpfs.js';
 
 const ROWS = 8000;
 /** Random hex: zstd and snappy can halve it at best, so the staged and bronze sizes are predictable. */
 const payload = () => randomBytes(150).toString('hex');
 const SMALL_SEGMENTS = { TRIBUTARY_SNAPSHOT_CHUNK_ROWS: '500', TRIBUTARY_SEGMENT_MAX_CHANGES: '400' };
 
-function mount(dir: string, size: string): void {
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' });
-}
-
-function unmount(dir: string): void {
-  try {
-    execFileSync('umount', [dir], { stdio: 'pipe' });
-  } catch {
-    // Busy (a child still holding a file): detach it now, the kernel frees it when the last user goes.
-    execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
-  }
-}
-
-/** Why these tests cannot run here, or undefined when a tmpfs can be mounted. */
-async function cannotMount(): Promise<string | undefined> {
-  if (process.platform !== 'linux') return `tmpfs mounts need Linux, this is ${process.platform}`;
-  if (process.getuid?.() !== 0) return 'mounting a tmpfs needs root';
-  const probe = await mkdtemp(join(tmpdir(), 'tributary-tmpfs-probe-'));
-  try {
-    mount(probe, '1m');
-    unmount(probe);
-    return undefined;
-  } catch (error) {
-    const stderr = (error as { stderr?: Buffer }).stderr?.toString().trim();
-    return `mount -t tmpfs failed: ${stderr || (error as Error).message}`;
-  } finally {
-    await rmdir(probe).catch(() => undefined);
-  }
-}
-
 const skipReason = await cannotMount();
 if (skipReason) console.warn(`staging-full.test.ts skipped: ${skipReason}`);
-
-async function freeBytes(dir: string): Promise<number> {
-  const s = await statfs(dir);
-  return s.bavail * s.bsize;
-}
-
-/** Fills the file system of `dir` until about `leave` bytes are free; returns the filler's path. */
-async function fill(dir: string, leave: number): Promise<string> {
-  const path = join(dir, 'filler.bin');
-  await writeFile(path, Buffer.alloc(Math.max(0, (await freeBytes(dir)) - leave)));
-  return path;
-}
 
 async function until(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 120_000) {
   const deadline = Date.now() + timeoutMs;
