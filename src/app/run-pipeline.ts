@@ -222,7 +222,8 @@ async function requireReadySource(
     warned.add(key);
     options.log.warn(`preflight ${f.check}: ${f.evidence}`);
   }
-  const failed = findings.filter((f) => f.status === 'FAIL');
+  // A lost log is capture's to report (SOURCE_HISTORY_LOST), so that a full refresh can resolve it.
+  const failed = findings.filter((f) => f.status === 'FAIL' && f.recovery !== 'resnapshot');
   if (failed.length > 0) {
     throw new TributaryError(
       'SOURCE_MISCONFIGURED',

@@ -64,6 +64,12 @@ export interface Finding {
   readonly evidence: string;
   /** The exact fix, when the status is not PASS. */
   readonly fix?: string;
+  /**
+   * `resnapshot`: the source's log for the saved position is gone (an invalidated slot). `tributary preflight`
+   * reports it as FAIL, but a run does not stop on it: capture meets the same loss and raises
+   * SOURCE_HISTORY_LOST, which a full refresh (or auto_full_refresh) resolves.
+   */
+  readonly recovery?: 'resnapshot';
 }
 
 export interface ReadinessContext {

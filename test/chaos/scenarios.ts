@@ -177,9 +177,10 @@ export function chaosSuite(flavor: Flavor, start: () => Promise<ChaosServer>): v
       expect(refreshed.code, `${refreshed.stdout}\n${refreshed.stderr}`).toBe(0);
       expect(refreshed.stderr).toContain('full refresh requested for every table');
 
-      // Then by itself: the log is lost again, and auto_full_refresh takes the new snapshot unasked.
+      // Then by itself: the log is lost again (a PostgreSQL slot this time invalidated by
+      // max_slot_wal_keep_size), and auto_full_refresh takes the new snapshot unasked.
       await load.progress(10);
-      await work.db.loseHistory();
+      await work.db.loseHistory('exceed-retention');
       await work.configure({ endpoint: server, autoFullRefresh: true });
       const runner = work.spawn();
       await expectRecoveredByItself(work, 90_003, runner);

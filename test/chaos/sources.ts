@@ -36,8 +36,11 @@ export interface ChaosDatabase {
   /** `pipelines.p.objects`: the whole database (schema) into lake.bronze. */
   readonly objectsYaml: string;
   connect(): Promise<SqlClient>;
-  /** Loses the log the pipeline still needs, as an operator or a failover would: binlogs purged, slot dropped. */
-  loseHistory(): Promise<void>;
+  /**
+   * Loses the log the pipeline still needs: binlogs purged (MariaDB, either way); the slot dropped, as an
+   * operator or a failover would, or invalidated by writing more WAL than max_slot_wal_keep_size (PostgreSQL).
+   */
+  loseHistory(how?: 'drop' | 'exceed-retention'): Promise<void>;
   drop(): Promise<void>;
 }
 
@@ -176,7 +179,8 @@ export async function startChaosMariaDb(): Promise<ChaosServer> {
 }
 
 export async function startChaosPostgres(): Promise<ChaosServer> {
-  const server: PostgresServer = await startPostgres();
+  // Small enough that a test can outgrow it in seconds; the chaos load never comes near it.
+  const server: PostgresServer = await startPostgres({ settings: { max_slot_wal_keep_size: '64MB' } });
   const client = async (database = 'postgres'): Promise<SqlClient> => {
     const c = new pg.Client({
       host: server.host,
@@ -238,10 +242,28 @@ export async function startChaosPostgres(): Promise<ChaosServer> {
         gatewayYaml: `    slot_name: ${slot}\n`,
         objectsYaml: `      - schema: { source_catalog: ${name}, source_schema: public, destination_catalog: lake, destination_schema: bronze }\n`,
         connect: () => client(name),
-        async loseHistory() {
+        async loseHistory(how = 'drop') {
           const root = await client();
           try {
-            await root.query(`SELECT pg_drop_replication_slot('${slot}')`);
+            if (how === 'drop') {
+              await root.query(`SELECT pg_drop_replication_slot('${slot}')`);
+              return;
+            }
+            // WAL is per server: a filler table outside the captured database writes it.
+            await root.query('CREATE TABLE IF NOT EXISTS wal_filler (id int, pad text)');
+            for (let attempt = 0; ; attempt++) {
+              await root.query(
+                "INSERT INTO wal_filler SELECT g, repeat('x', 1000) FROM generate_series(1, 50000) g",
+              );
+              await root.query('TRUNCATE wal_filler');
+              await root.query('SELECT pg_switch_wal()');
+              await root.query('CHECKPOINT');
+              const [state] = await root.query(
+                `SELECT wal_status FROM pg_replication_slots WHERE slot_name = '${slot}'`,
+              );
+              if (state?.['wal_status'] === 'lost') return;
+              if (attempt > 20) throw new Error(`slot ${slot} is still ${String(state?.['wal_status'])}`);
+            }
           } finally {
             await root.close();
           }

@@ -536,7 +536,8 @@ export function evaluatePreflight(
       evidence: `${own.active ? 'active' : 'inactive'}${own.walStatus === null ? '' : `, wal_status = ${own.walStatus}`}${own.retainedBytes === null ? '' : `, holding ${atLeast(own.retainedBytes)} of WAL`}`,
       ...(lost
         ? {
-            fix: `The server removed WAL the slot still needed. SELECT pg_drop_replication_slot(${quotePgString(own.name)}); and run a full refresh, then raise max_slot_wal_keep_size.`,
+            fix: 'The server removed WAL the slot still needed. Run `tributary refresh <pipeline>` (or set auto_full_refresh: true): the new snapshot replaces the slot. Then raise max_slot_wal_keep_size.',
+            recovery: 'resnapshot' as const,
           }
         : unreserved
           ? {
