@@ -174,10 +174,12 @@ ${this.db.objectsYaml}`,
           columns.map((c) => (r[c] === null ? null : String(r[c])));
         const source = (await client.query(`SELECT ${list} FROM ${table} ORDER BY id`)).map(text);
         const bronze = (await this.sql(`SELECT ${list} FROM lake.bronze.${table} ORDER BY id`)).map(text);
-        expect(bronze.length, `${table}: bronze has ${bronze.length} rows, the source ${source.length}`).toBe(
-          source.length,
-        );
-        expect(bronze, `${table} differs from the source`).toEqual(source);
+        expect(difference(source, bronze), `${table} differs from the source`).toEqual({
+          onlyInSource: [],
+          onlyInBronze: [],
+          different: [],
+        });
+        expect(bronze).toEqual(source);
         rows += source.length;
       }
     } finally {
@@ -205,9 +207,32 @@ ${this.db.objectsYaml}`,
 
   async [Symbol.asyncDispose](): Promise<void> {
     for (const p of this.#processes) await p.kill9();
+    if (process.env['TRIBUTARY_KEEP_SERVERS'] === '1') {
+      process.stderr.write(`[chaos] kept workspace ${this.dir} and database ${this.db.name}\n`);
+      return;
+    }
     await this.db.drop();
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+type Row = Array<string | null>;
+
+/** The first few rows (by id) missing on either side or differing: what a failure report needs. */
+function difference(source: readonly Row[], bronze: readonly Row[]) {
+  const byId = (rows: readonly Row[]) => new Map(rows.map((r) => [r[0], r]));
+  const s = byId(source);
+  const b = byId(bronze);
+  const first = <T>(xs: T[]) => xs.slice(0, 10);
+  return {
+    onlyInSource: first([...s.keys()].filter((id) => !b.has(id))),
+    onlyInBronze: first([...b.keys()].filter((id) => !s.has(id))),
+    different: first(
+      [...s.entries()]
+        .filter(([id, row]) => b.has(id) && JSON.stringify(b.get(id)) !== JSON.stringify(row))
+        .map(([id, row]) => ({ id, source: row, bronze: b.get(id) })),
+    ),
+  };
 }
 
 /** Polls until `probe` returns a value, or fails naming what it waited for. */

@@ -18,7 +18,7 @@ import { sleep, Workload } from './workload.js';
 
 const SCALE = {
   tributaryKills: LONG ? 100 : 8,
-  sourceKills: LONG ? 4 : 1,
+  sourceKills: LONG ? 6 : 2,
   proxyCuts: LONG ? 30 : 5,
   storageOutages: LONG ? 3 : 1,
   maintenanceMs: LONG ? 60_000 : 8_000,
@@ -122,11 +122,16 @@ export function chaosSuite(flavor: Flavor, start: () => Promise<ChaosServer>): v
         await open.query('BEGIN');
         await open.query(server.dialect.upsert('orders', [999_000 + k, 1, 1, 'never-committed']));
         await load.progress(3);
+        const retries = runner.stderr.match(/retry \d+ in/g)?.length ?? 0;
         await server.kill();
         await open.close();
-        await until('a retry after the crash', async () =>
-          /retry \d+ in/.test(runner.stderr) ? true : undefined,
-        );
+        // Every other time the server comes straight back, before Tributary notices: it then reads the crashed
+        // binlog and the new one in one stream, where table ids name other tables (found this way once).
+        if (k % 2 === 0) {
+          await until('a retry after this crash', async () =>
+            (runner.stderr.match(/retry \d+ in/g)?.length ?? 0) > retries ? true : undefined,
+          );
+        }
         await server.restart();
         await load.progress(5);
       }

@@ -60,15 +60,10 @@ export interface ZongJiEvent {
   timestamp: number;
   nextPosition: number;
   tableId?: number;
-  tableMap?: Record<
-    number,
-    {
-      parentSchema: string;
-      tableName: string;
-      /** INFORMATION_SCHEMA.COLUMNS-shaped rows: from the event itself under binlog_row_metadata=FULL. */
-      columnSchemas?: ReadonlyArray<{ COLUMN_NAME: string; COLUMN_TYPE: string }>;
-    }
-  >;
+  /** zongji's live map of table ids: later TABLE_MAP events overwrite it (see {@link pinTable}). */
+  tableMap?: Record<number, BinlogTable>;
+  /** TABLE_MAP and rows events: the table the id named when zongji decoded the event, set by the reader. */
+  table?: BinlogTable;
   /** TableMap events: true when the event carries its column names (binlog_row_metadata=FULL). */
   hasSelfDescribingMetadata?: () => boolean;
   /** TableMap events under binlog_row_metadata=FULL: the column names as of the rows that follow. */
@@ -85,6 +80,25 @@ export interface ZongJiEvent {
   gtidSet?: string;
   /** mariadbgtidlist (MariaDB): the last GTID per domain and server before this binlog file. */
   gtids?: Array<{ domainId: number; serverId: number; seqNo: number | string }>;
+}
+
+export interface BinlogTable {
+  readonly parentSchema: string;
+  readonly tableName: string;
+  /** INFORMATION_SCHEMA.COLUMNS-shaped rows: from the event itself under binlog_row_metadata=FULL. */
+  readonly columnSchemas?: ReadonlyArray<{ COLUMN_NAME: string; COLUMN_TYPE: string }>;
+}
+
+/**
+ * Records on a TABLE_MAP or rows event which table its id names, at the moment zongji decoded it. zongji keeps
+ * one live id → table map that each TABLE_MAP overwrites, while the reader consumes its queue later, possibly
+ * far behind. Table ids are only unique within one server lifetime and one table definition: a stream that
+ * crosses a server restart (reading a crashed binlog file, then the next one) or DDL sees the same id name
+ * another table. Looking the id up at consumption time once attached one table's rows to another table.
+ */
+export function pinTable(event: ZongJiEvent): void {
+  const info = event.tableMap?.[event.tableId ?? -1];
+  if (info) event.table = info;
 }
 
 type Item = { event: ZongJiEvent; file: string } | { error: unknown };
@@ -179,6 +193,8 @@ export async function* readBinlog(
       readSpatialAsBytes(e);
     } else if (name === 'writerows' || name === 'deleterows' || name === 'updaterows')
       spatialRowsToWkb(e, name === 'updaterows');
+    if (name === 'tablemap' || name === 'writerows' || name === 'deleterows' || name === 'updaterows')
+      pinTable(e);
     queue.push({ event: e, file: zongji.options.filename as string });
     if (!paused && queue.length > HIGH_WATER) {
       paused = true;
@@ -362,7 +378,7 @@ export class TransactionAssembler {
    * far (a column added, dropped, renamed or retyped by DDL), a `schema` event goes ahead of the rows.
    */
   #tableMap(event: ZongJiEvent): void {
-    const info = event.tableMap?.[event.tableId ?? -1];
+    const info = event.table;
     if (!info?.columnSchemas || event.hasSelfDescribingMetadata?.() !== true) return;
     // zongji still asks information_schema (today's shape) for some MariaDB tables (old-style temporal
     // columns): trust the column list only when it names the columns this event names.
@@ -417,7 +433,7 @@ export class TransactionAssembler {
       case 'deleterows': {
         this.#inTransaction = true;
         if (skipping) break;
-        const info = event.tableMap?.[event.tableId ?? -1];
+        const info = event.table;
         if (!info) break;
         const table: TableId = { schema: info.parentSchema, table: info.tableName };
         if (!this.#captured.has(tableKey(table))) break;
