@@ -64,16 +64,26 @@ async function finish(
   const stats = await load.stop();
   expect(stats.committed, 'the workload must have run').toBeGreaterThan(10);
   await work.catchUp();
-  await work.expectConverged();
+  const { rows } = await work.expectConverged();
   await work.expectNoSegmentAppliedTwice();
   const events = await work.events();
   expect(events.at(-1)?.state, 'the last round recorded is the successful catch-up').toBe('COMPLETED');
+  const failed: Record<string, number> = {};
   for (const e of events.filter((e) => e.state === 'FAILED')) {
     const code = e.error_code ?? '';
     expect(TRANSIENT.has(code) || expected.includes(code), `unexpected failure: ${code} ${e.message}`).toBe(
       true,
     );
+    failed[code] = (failed[code] ?? 0) + 1;
   }
+  report(
+    `${stats.committed} transactions committed (${stats.failed} died with the server); ${rows} rows equal to the source; ${events.length} events, FAILED by code ${JSON.stringify(failed)}`,
+  );
+}
+
+/** One line per scenario for docs/fault-injection.md: what ran and what was checked. */
+function report(line: string): void {
+  process.stdout.write(`[chaos] ${expect.getState().currentTestName}: ${line}\n`);
 }
 
 export function chaosSuite(flavor: Flavor, start: () => Promise<ChaosServer>): void {
@@ -107,6 +117,7 @@ export function chaosSuite(flavor: Flavor, start: () => Promise<ChaosServer>): v
       const interrupted = (await work.events()).filter((e) => e.error_code === 'RUN_INTERRUPTED');
       expect(interrupted.length).toBeGreaterThan(0);
       expect(interrupted.length).toBeLessThanOrEqual(landed);
+      report(`${landed} of ${SCALE.tributaryKills} kills landed on a running process`);
     });
 
     it(`kill -9 of the source mid-transaction, and a restart (${SCALE.sourceKills} times)`, async () => {
@@ -159,6 +170,7 @@ export function chaosSuite(flavor: Flavor, start: () => Promise<ChaosServer>): v
       await expectRecoveredByItself(work, 90_002, runner);
       await finish(work, load, runner);
       expect(proxy.stats.cut).toBeGreaterThanOrEqual(SCALE.proxyCuts);
+      report(`${cut} cuts broke ${proxy.stats.cut} open connections (of ${proxy.stats.accepted} accepted)`);
     });
 
     it('binlog purged or slot dropped while Tributary is down: one clear error, then tributary refresh or auto_full_refresh', async () => {
@@ -249,6 +261,7 @@ export function chaosSuite(flavor: Flavor, start: () => Promise<ChaosServer>): v
       }
       await expectRecoveredByItself(work, 90_005, runner);
       await finish(work, load, runner);
+      report(`OPTIMIZE and VACUUM beside apply: ${JSON.stringify(done)}`);
       expect(done.optimize, JSON.stringify(done)).toBeGreaterThan(0);
       expect(done.vacuum, JSON.stringify(done)).toBeGreaterThan(0);
       for (const table of ['orders', 'customers']) {
