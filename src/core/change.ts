@@ -36,6 +36,13 @@ export interface ChangeBatch {
   readonly commitTime: Date;
   /** True when the batch ends on a transaction boundary. */
   readonly complete: boolean;
+  /**
+   * Stream batches that are a part of a transaction (`complete: false`): the position its last batch will
+   * carry, when the source knows it in advance (a PostgreSQL Begin names its commit LSN). `position` must stay
+   * at the previous commit so that a crash replays the whole transaction; this is what tells capture whether
+   * the transaction committed before a table's snapshot (and is contained in it) or after.
+   */
+  readonly commitPosition?: Position;
   readonly events: readonly ChangeEvent[];
   /** Snapshot batches only: the table read. Set even when the batch is empty (an empty table). */
   readonly snapshotTable?: TableId;

@@ -398,6 +398,9 @@ async function stageStream(
   };
   for await (const batch of options.source.stream(from, streamOptions)) {
     const commitUs = BigInt(batch.commitTime.getTime()) * 1000n;
+    // A part of a transaction carries the previous commit as its position; whether a snapshot already
+    // contains the transaction depends on where it commits.
+    const committedAt = batch.commitPosition ?? batch.position;
     for (const event of batch.events) {
       if (event.kind === 'schema') continue;
       const key = tableKey(event.table);
@@ -405,7 +408,7 @@ async function stageStream(
       if (!schema) continue;
       if (event.kind === 'truncate') {
         const snapshotAt = state.snapshotPositions[key];
-        if (snapshotAt !== undefined && batch.position <= snapshotAt) continue;
+        if (snapshotAt !== undefined && committedAt <= snapshotAt) continue;
         // Changes staged before the TRUNCATE must not share a segment entry with the reset that empties the
         // table, so they are sealed first; the reset entry then collects the changes that follow.
         if (draft.tables.has(key)) await seal();
@@ -431,7 +434,7 @@ async function stageStream(
       }
       // Already contained in this table's snapshot.
       const snapshotAt = state.snapshotPositions[key];
-      if (snapshotAt !== undefined && batch.position <= snapshotAt) continue;
+      if (snapshotAt !== undefined && committedAt <= snapshotAt) continue;
       let entry = draft.tables.get(key);
       if (!entry) {
         entry = { schema, reset: false, rows: [] };

@@ -326,6 +326,9 @@ export class PostgresSource implements SourceConnector {
         yield {
           origin: 'stream',
           position: lastComplete,
+          // The commit record starts at commitLsn and no snapshot point falls inside a record, so commitLsn + 1
+          // orders against a snapshot position exactly as the end LSN (known only on the last part) would.
+          ...(item.final ? {} : { commitPosition: encodePgPosition(item.endLsn ?? item.commitLsn + 1n) }),
           commitTime: new Date(Number(item.commitTime / 1000n)),
           complete: item.final,
           events,
