@@ -823,9 +823,11 @@ describe('PostgreSQL schema reading and preflight', () => {
       const own = (walStatus: string) => ({
         slots: [{ name: SLOT, type: 'logical', active: false, walStatus, retainedBytes: 5 * 2 ** 20 }],
       });
+      // FAIL for `tributary preflight`; a run leaves it to capture (SOURCE_HISTORY_LOST), which a refresh resolves.
       expect(verdict(own('lost'), `slot:${SLOT}`)).toMatchObject({
         status: 'FAIL',
-        fix: expect.stringContaining(`SELECT pg_drop_replication_slot('${SLOT}');`),
+        fix: expect.stringContaining('tributary refresh'),
+        recovery: 'resnapshot',
       });
       expect(verdict(own('unreserved'), `slot:${SLOT}`).status).toBe('WARN');
       expect(verdict(own('reserved'), `slot:${SLOT}`)).toMatchObject({
