@@ -18,7 +18,7 @@ import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js'
 import { DuckDb } from '../engine/duckdb.js';
 import { INITIAL_GATEWAY_STATE, type StagedOp } from '../staging/segment-format.js';
 import { type StagedRow, StagingVolume } from '../staging/staging-volume.js';
-import { type MergePlan, planMerge } from './merge-changes.js';
+import { fromStaged, type MergePlan, planMerge } from './merge-changes.js';
 
 const SOURCE: TableSchema = {
   id: { schema: 'shop', table: 'items' },
@@ -574,4 +574,21 @@ describe('columns a change leaves unchanged (PostgreSQL unchanged TOAST values)'
       );
     });
   }
+});
+
+describe('staged text to wide whole-number decimals', () => {
+  it('reads BIGINT UNSIGNED (decimal(20,0)) and decimal(38,0) exactly, as a direct cast does', async () => {
+    await using db = await DuckDb.open();
+    const values = ['0', '-1', '18446744073709551615', '99999999999999999999', '1.5', '-2.5', ' 7', null];
+    const column = (type: string) => fromStaged({ name: 'v', type, nullable: true, metadata: {} }, true);
+    for (const type of ['decimal(20,0)', 'decimal(38,0)']) {
+      expect(column(type)).toContain('HUGEINT');
+      const rows = await db.rows(
+        `SELECT CAST(${column(type)} AS VARCHAR) AS ours, CAST(CAST(v AS ${type.toUpperCase()}) AS VARCHAR) AS direct
+           FROM (SELECT unnest([${values.map((v) => (v === null ? 'NULL' : `'${v}'`)).join(', ')}]::VARCHAR[]) AS v)`,
+      );
+      for (const r of rows) expect(r['ours']).toBe(r['direct']);
+      expect(rows.map((r) => r['ours'])).toContain('18446744073709551615');
+    }
+  });
 });

@@ -148,6 +148,12 @@ export function fromStaged(field: StructField, present: boolean): string {
   const c = q(field.name);
   if (type === 'binary') return `unhex(${c})`;
   if (type === 'string') return c;
+  // DuckDB (1.5) parses text into a DECIMAL of more than 18 digits about 200 times slower than into HUGEINT
+  // (13 µs a value: most of a MariaDB snapshot's apply when the table has a BIGINT UNSIGNED, decimal(20,0)).
+  // For whole numbers the detour gives the same values, rounding and errors.
+  if (Number(/^decimal\((\d+),\s*0\)$/.exec(type)?.[1]) > 18) {
+    return `CAST(CAST(${c} AS HUGEINT) AS ${duckDbTypeFor(type)})`;
+  }
   return `CAST(${c} AS ${duckDbTypeFor(type)})`;
 }
 
