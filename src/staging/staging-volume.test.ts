@@ -159,3 +159,15 @@ describe('StagingVolume.writeSegment on a full disk', () => {
     expect(await readdir(volume.dir)).not.toContain('.tmp-seg-000000000003-999999');
   });
 });
+
+describe('StagingVolume.readManifest', () => {
+  it('reads a segment sealed again under the same number afresh, though the first one was read before', async () => {
+    const other = new StagingVolume(path.join(dir, 'volume', 'again'), 'again');
+    await other.writeSegment(db, draft(1));
+    expect((await other.readManifest(1)).endPosition).toBe(asPosition('00000001'));
+    // The gateway directory is removed to start over, and segment 1 is sealed again with other content.
+    await rm(other.dir, { recursive: true, force: true });
+    await other.writeSegment(db, { ...draft(1), endPosition: asPosition('00000042') });
+    expect((await other.readManifest(1)).endPosition).toBe(asPosition('00000042'));
+  });
+});

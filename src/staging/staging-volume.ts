@@ -2,7 +2,7 @@
  * A gateway's area of the staging volume: sealed segments, their manifests, and the gateway state that the
  * newest manifest carries. See segment-format.ts for the layout and its guarantees.
  */
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LIST, VARCHAR } from '@duckdb/node-api';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
@@ -72,6 +72,11 @@ export interface SpilledPart {
 /** Tables a full refresh was asked for (`tributary refresh`). A dot file: LIST shows segments only. */
 const REFRESH_FILE = '.refresh-request.json';
 
+/** Parsed manifests by path, with the file identity they were read from (see readManifest). */
+const manifestCache = new Map<string, { identity: string; manifest: SegmentManifest }>();
+/** Enough for weeks of retained segments; past it the cache starts over rather than grow without bound. */
+const MANIFEST_CACHE_ENTRIES = 200_000;
+
 export class StagingVolume {
   constructor(
     /** `<volume path>/<gateway>` */
@@ -102,7 +107,18 @@ export class StagingVolume {
     const path = join(this.segmentDir(seq), MANIFEST_FILE);
     let manifest: SegmentManifest;
     try {
+      // A sealed manifest never changes, and every round reads every retained one (apply and retention):
+      // a continuous process parses each once. The file's identity guards against a directory removed and
+      // sealed again under the same number.
+      const info = await stat(path);
+      const identity = `${info.ino}:${info.size}:${info.mtimeMs}`;
+      const cached = manifestCache.get(path);
+      if (cached?.identity === identity) return cached.manifest;
       manifest = JSON.parse(await readFile(path, 'utf8')) as SegmentManifest;
+      if (manifest.format === SEGMENT_FORMAT && manifest.seq === seq) {
+        if (manifestCache.size >= MANIFEST_CACHE_ENTRIES) manifestCache.clear();
+        manifestCache.set(path, { identity, manifest });
+      }
     } catch (error) {
       throw new TributaryError(
         'STAGING_CORRUPT',
