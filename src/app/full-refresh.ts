@@ -1,3 +1,10 @@
+/**
+ * `tributary refresh <pipeline> [--table t]`: a full refresh of some or all of a pipeline's tables. The
+ * request is written beside the gateway's segments; the next round (this command runs one, or a running
+ * pipeline's next round) snapshots those tables again and replaces each bronze table in one commit once the
+ * snapshot is complete. Until then the current tables stay queryable, changes keep being captured and are
+ * applied after the new snapshot, and a crash resumes the snapshot from its last chunk.
+ */
 import type { TributaryConfig } from '../config/load-config.js';
 import { TributaryError } from '../core/errors.js';
 import { tableKey } from '../core/table.js';

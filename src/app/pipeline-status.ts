@@ -1,3 +1,14 @@
+/**
+ * `tributary status`: where each pipeline stands, read from the same records recovery uses — the gateway's
+ * newest manifest and each bronze table's Delta log — plus the source's current position when it answers.
+ * Nothing here is a second bookkeeping store that could disagree with them.
+ *
+ * Lag is freshness: how long ago the newest moment is before which every source change is captured
+ * (`capturedThrough`), and for a bronze table, applied. It is 0 when the staged position is the source's
+ * head now (an idle source, caught up). It grows from the last completed catch-up round when the source has
+ * moved on since, and it is unknown (null, never 0) when the source cannot be reached: nothing is known
+ * after the last contact. The last contact is recorded by each completed round (staging/source-contact.ts).
+ */
 import { formatTableName } from '../catalog/warehouse.js';
 import type { TributaryConfig } from '../config/load-config.js';
 import { isTributaryError, messageOf } from '../core/errors.js';
