@@ -12,13 +12,16 @@
  * manual cleanup, and the taker learns who died so the crash can be recorded in
  * `system.lakeflow.pipeline_events`.
  *
- * Taking over is guarded by a second exclusive file (`<lock>.takeover`): without it two processes that both
- * saw the same dead owner could each remove the lock, and the slower one would remove the faster one's
- * fresh lock and both would run. Owners are checked on this host only; a warehouse shared by several hosts
- * needs one runner host per gateway.
+ * The lock file never exists half-written (it is linked into place with its content), and a dead owner's
+ * lock is replaced, not removed: under a second exclusive file (`<lock>.takeover`) the taker checks that the
+ * lock still names the dead owner and renames its own over it. Without that, two processes that both saw the
+ * same dead owner could each remove the lock, the slower removing the faster one's fresh lock, and both
+ * would run. Owners are checked on this host only; a warehouse shared by several hosts needs one runner
+ * host per gateway.
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { open, readFile, rm, stat } from 'node:fs/promises';
+import { link, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { TributaryError } from '../core/errors.js';
 
 export interface LockOwner {
@@ -79,7 +82,7 @@ function parseOwner(text: string): LockOwner | undefined {
     const owner = JSON.parse(trimmed) as LockOwner;
     return Number.isInteger(owner.pid) && owner.pid > 0 ? owner : undefined;
   } catch {
-    return undefined; // Half-written by a process killed between create and write: nobody owns it.
+    return undefined; // Empty or garbled (an older version killed mid-write): nobody owns it.
   }
 }
 
@@ -87,42 +90,50 @@ async function readOwner(path: string): Promise<LockOwner | undefined> {
   return parseOwner(await readFile(path, 'utf8').catch(() => ''));
 }
 
+/**
+ * Creates `path` holding `content`, unless it exists. The content is written to a private file first and
+ * linked into place, so the lock never exists empty: a racer can never mistake a lock being written for one
+ * whose writer died.
+ */
 async function createExclusive(path: string, content: string): Promise<boolean> {
-  let handle: Awaited<ReturnType<typeof open>>;
+  const draft = `${path}.${process.pid}.${randomUUID()}.tmp`;
   try {
-    handle = await open(path, 'wx', 0o600);
+    await writeFile(draft, content, { mode: 0o600 });
+    await link(draft, path);
+    return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
+  } finally {
+    await rm(draft, { force: true });
   }
-  try {
-    await handle.writeFile(content);
-  } catch (error) {
-    // A full disk: leave no empty lock behind (one would be taken over, but need not exist at all).
-    await handle.close();
-    await rm(path, { force: true });
-    throw error;
-  }
-  await handle.close();
-  return true;
 }
 
 /**
- * Removes the lock at `path` if it still belongs to `dead`, under the takeover guard. Returns false when
- * another process holds the guard (the caller looks again shortly).
+ * Replaces the lock at `path` with `content` if it still holds `dead`, under the takeover guard. The rename
+ * replaces it in one step, so no other process can create the lock in between: whoever replaces the dead
+ * owner's lock is the one that holds it. `busy`: another process holds the guard (look again shortly);
+ * `changed`: the lock is no longer the dead owner's (look again now).
  */
-async function removeDeadOwner(path: string, dead: string): Promise<boolean> {
+async function replaceDeadOwner(
+  path: string,
+  dead: string,
+  content: string,
+): Promise<'taken' | 'busy' | 'changed'> {
   const guard = `${path}.takeover`;
   if (!(await createExclusive(guard, `${process.pid}\n`))) {
     const age = Date.now() - ((await stat(guard).catch(() => undefined))?.mtimeMs ?? Date.now());
     if (age > STALE_TAKEOVER_MS) await rm(guard, { force: true });
-    return false;
+    return 'busy';
   }
+  const draft = `${path}.${process.pid}.${randomUUID()}.tmp`;
   try {
-    // Only the dead owner's file is removed: one a faster process created meanwhile stays.
-    if ((await readFile(path, 'utf8').catch(() => undefined)) === dead) await rm(path, { force: true });
-    return true;
+    if ((await readFile(path, 'utf8').catch(() => undefined)) !== dead) return 'changed';
+    await writeFile(draft, content, { mode: 0o600 });
+    await rename(draft, path);
+    return 'taken';
   } finally {
+    await rm(draft, { force: true });
     await rm(guard, { force: true });
   }
 }
@@ -136,17 +147,16 @@ export async function acquireRunLock(path: string, request: LockRequest): Promis
     ...(request.updateId === undefined ? {} : { updateId: request.updateId }),
     since: new Date().toISOString(),
   };
-  let tookOverFrom: LockOwner | undefined;
+  const content = `${JSON.stringify(me)}\n`;
+  const held = (tookOverFrom: LockOwner | undefined): HeldLock => ({
+    tookOverFrom,
+    [Symbol.asyncDispose]: async () => {
+      // Never remove a lock that is no longer ours (taken over after we were presumed dead).
+      if ((await readOwner(path))?.pid === process.pid) await rm(path, { force: true });
+    },
+  });
   for (let attempt = 0; attempt < 50; attempt++) {
-    if (await createExclusive(path, `${JSON.stringify(me)}\n`)) {
-      return {
-        tookOverFrom,
-        [Symbol.asyncDispose]: async () => {
-          // Never remove a lock that is no longer ours (taken over after we were presumed dead).
-          if ((await readOwner(path))?.pid === process.pid) await rm(path, { force: true });
-        },
-      };
-    }
+    if (await createExclusive(path, content)) return held(undefined);
     const text = await readFile(path, 'utf8').catch(() => undefined);
     if (text === undefined) continue; // Released meanwhile: try again at once.
     const owner = parseOwner(text);
@@ -156,11 +166,9 @@ export async function acquireRunLock(path: string, request: LockRequest): Promis
         retry: request.busy,
       });
     }
-    if (await removeDeadOwner(path, text)) {
-      if (owner !== undefined) tookOverFrom = owner;
-    } else {
-      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
-    }
+    const outcome = await replaceDeadOwner(path, text, content);
+    if (outcome === 'taken') return held(owner);
+    if (outcome === 'busy') await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
   }
   throw new TributaryError('INTERNAL', `Could not take the lock ${path}: it kept changing hands.`, {
     retry: 'transient',
