@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
+import { SESSION_OPTIONS } from '../src/sources/postgres/connect.js';
 import { startMariaDb } from '../src/testing/mariadb-server.js';
 import { startPostgres } from '../src/testing/postgres-server.js';
 import { runDiscarding } from './measure.js';
@@ -332,18 +333,6 @@ class MariaDbSource implements BenchSource {
 
 const PG_DATABASE = 'bench';
 
-/** The session settings connect.ts gives every Tributary session, so psql makes the server print the same text. */
-const PG_OPTIONS = [
-  'DateStyle=ISO,YMD',
-  'IntervalStyle=iso_8601',
-  'TimeZone=UTC',
-  'bytea_output=hex',
-  'extra_float_digits=3',
-  'client_encoding=UTF8',
-]
-  .map((s) => `-c ${s}`)
-  .join(' ');
-
 class PostgresBenchSource implements BenchSource {
   readonly kind = 'postgresql' as const;
   readonly #password = randomBytes(12).toString('base64url');
@@ -451,7 +440,7 @@ class PostgresBenchSource implements BenchSource {
     const s = this.server;
     const args = ['-h', s.host, '-p', String(s.port), '-U', s.user, '-d', PG_DATABASE, '-X', '-q'];
     args.push('-c', `COPY (SELECT * FROM ${this.#name(t)}) TO STDOUT`);
-    return runDiscarding(pgProgram('psql'), args, { PGPASSWORD: s.password, PGOPTIONS: PG_OPTIONS });
+    return runDiscarding(pgProgram('psql'), args, { PGPASSWORD: s.password, PGOPTIONS: SESSION_OPTIONS });
   }
 
   async count(t: TableRef): Promise<number> {

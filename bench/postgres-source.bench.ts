@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { Position } from '../src/core/position.js';
 import type { TableSchema } from '../src/core/table.js';
-import { openPgClient, type PgEndpoint } from '../src/sources/postgres/connect.js';
+import { openPgClient, type PgEndpoint, SESSION_OPTIONS } from '../src/sources/postgres/connect.js';
 import { decodePgPosition, encodePgPosition, formatLsn, parseLsn } from '../src/sources/postgres/lsn.js';
 import { PostgresSource } from '../src/sources/postgres/postgres-source.js';
 import { startPostgres } from '../src/testing/postgres-server.js';
@@ -62,18 +62,6 @@ const CHUNK_ROWS = Number(process.env['BENCH_PG_CHUNK_ROWS'] ?? 50_000);
 const CHANGES_PER_TX = 10 * SCALE;
 /** Which parts to run: `snapshot`, `stream` or both (for profiling one of them). */
 const PARTS = (process.env['BENCH_PG_PARTS'] ?? 'snapshot,stream').split(',');
-
-/** The session settings connect.ts gives every Tributary session, so psql makes the server print the same text. */
-const PG_OPTIONS = [
-  'DateStyle=ISO,YMD',
-  'IntervalStyle=iso_8601',
-  'TimeZone=UTC',
-  'bytea_output=hex',
-  'extra_float_digits=3',
-  'client_encoding=UTF8',
-]
-  .map((s) => `-c ${s}`)
-  .join(' ');
 
 const STREAM_PUBLICATION = 'bench_stream_pub';
 const TEMPLATE_SLOT = 'bench_template';
@@ -189,7 +177,7 @@ async function benchSnapshot(c: Context): Promise<Record<string, unknown>> {
     '-c',
     'COPY (SELECT * FROM bench.t) TO STDOUT',
   ];
-  const copy = () => runDiscarding(psql, copyArgs, { ...c.env, PGOPTIONS: PG_OPTIONS });
+  const copy = () => runDiscarding(psql, copyArgs, { ...c.env, PGOPTIONS: SESSION_OPTIONS });
   const ours = async () => {
     let read = 0;
     for await (const batch of source.snapshot(tables, { chunkRows: CHUNK_ROWS, signal: c.signal }))

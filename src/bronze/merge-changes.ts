@@ -252,18 +252,23 @@ export function prepareTarget(input: MergeInput, incoming: StructType): MergeTar
   return { actions, schema, protocol, metadata, mergeOnRead };
 }
 
+/** The bronze fields of the source's primary key, in key order. */
+export function keyFieldsOf(fields: readonly StructField[], pk: readonly string[]): StructField[] {
+  return pk.map((k) => {
+    const field = fields.find((f) => f.name === k);
+    if (!field)
+      throw new TributaryError('INTERNAL', `primary key column ${k} missing from the bronze schema`);
+    return field;
+  });
+}
+
 export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePlan> {
   const snapshot = input.snapshot;
   const { actions, schema, mergeOnRead } = prepareTarget(input, bronzeSchema(input.source));
 
   const fields = schema.fields;
   const pk = input.source.primaryKey;
-  const keyFields = pk.map((k) => {
-    const field = fields.find((f) => f.name === k);
-    if (!field)
-      throw new TributaryError('INTERNAL', `primary key column ${k} missing from the bronze schema`);
-    return field;
-  });
+  const keyFields = keyFieldsOf(fields, pk);
   const pkList = pk.map(q).join(', ');
   const staged = `[${input.stagedFiles.map(quoteDuckString).join(', ')}]`;
   const typed = fields.map((f) =>

@@ -33,6 +33,7 @@ import {
   FILE_COLUMN,
   FILE_ID,
   fromStaged,
+  keyFieldsOf,
   loadDeletionVectors,
   type MergeInput,
   type MergePlan,
@@ -84,12 +85,7 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
 
   const fields = schema.fields;
   const pk = input.source.primaryKey;
-  const keyFields = pk.map((k) => {
-    const field = fields.find((f) => f.name === k);
-    if (!field)
-      throw new TributaryError('INTERNAL', `primary key column ${k} missing from the bronze schema`);
-    return field;
-  });
+  const keyFields = keyFieldsOf(fields, pk);
   const pkList = pk.map(q).join(', ');
   const byKey = `PARTITION BY ${pkList}`;
   const inOrder = `ORDER BY ${q(FILE)}, ${q(ORD)}`;

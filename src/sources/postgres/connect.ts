@@ -21,6 +21,7 @@ export interface PgEndpoint {
   readonly tls?: { readonly mode: 'required' | 'verify_ca' | 'verify_identity'; readonly ca?: string };
 }
 
+/** Every Tributary session's settings: the server then prints each type in the one text form decoders expect. */
 const SESSION_SETTINGS = [
   'DateStyle=ISO,YMD',
   'IntervalStyle=iso_8601',
@@ -30,6 +31,9 @@ const SESSION_SETTINGS = [
   'client_encoding=UTF8',
   'application_name=tributary',
 ];
+
+/** SESSION_SETTINGS as libpq's `options` (PGOPTIONS): what psql needs to print values exactly as Tributary sees them. */
+export const SESSION_OPTIONS = SESSION_SETTINGS.map((s) => `-c ${s}`).join(' ');
 
 /** Returns the text the server sent for every type, including arrays; NULL stays null. */
 const textTypes = { getTypeParser: () => (value: string) => value };
@@ -42,7 +46,7 @@ export function clientConfig(endpoint: PgEndpoint, options: { replication?: bool
     database: endpoint.database,
     user: endpoint.user,
     password: endpoint.password,
-    options: SESSION_SETTINGS.map((s) => `-c ${s}`).join(' '),
+    options: SESSION_OPTIONS,
     types: textTypes,
     connectionTimeoutMillis: 10_000,
     // A dead peer on an idle replication connection is otherwise noticed only by the TCP stack, minutes later.
