@@ -51,6 +51,14 @@ function idleSeal(): { idleSealMs?: number } {
   return { idleSealMs: seconds * 1000 };
 }
 
+/**
+ * Rows of a snapshot segment and changes of a stream segment, by default. A segment's rows are held in memory
+ * until it is sealed (the one being read and the one being written), and they outlive the young generation,
+ * so V8 lets the old one grow to a few times that before it collects: 20,000 keeps the heap near 150 MiB
+ * where 50,000 took it past 300 MiB, for a few percent of throughput (bench/results, docs/benchmarks.md).
+ */
+const DEFAULT_SEGMENT_ROWS = 20_000;
+
 /** Tuning knobs for segment sizes (documented in docs/configuration.md); tests use small values. */
 function envInt(name: string): number | undefined {
   const raw = process.env[name];
@@ -315,8 +323,8 @@ export async function runPipelineOnce(
       volume,
       db,
       tables,
-      snapshotChunkRows: options.snapshotChunkRows ?? envInt('TRIBUTARY_SNAPSHOT_CHUNK_ROWS') ?? 50_000,
-      segmentMaxChanges: options.segmentMaxChanges ?? envInt('TRIBUTARY_SEGMENT_MAX_CHANGES') ?? 50_000,
+      snapshotChunkRows: options.snapshotChunkRows ?? envInt('TRIBUTARY_SNAPSHOT_CHUNK_ROWS') ?? DEFAULT_SEGMENT_ROWS,
+      segmentMaxChanges: options.segmentMaxChanges ?? envInt('TRIBUTARY_SEGMENT_MAX_CHANGES') ?? DEFAULT_SEGMENT_ROWS,
       ...idleSeal(),
       until: head,
       signal: options.signal,

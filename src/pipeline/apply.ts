@@ -7,7 +7,8 @@
  * skipped by that check (invariant 3 in docs/architecture.md).
  */
 import { dirname, join } from 'node:path';
-import { type MergeMetrics, planMerge } from '../bronze/merge-changes.js';
+import { planSnapshotLoad, type StagedPart } from '../bronze/load-snapshot.js';
+import { type MergeMetrics, type MergePlan, planMerge } from '../bronze/merge-changes.js';
 import { planHistoryMerge } from '../bronze/merge-history.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { describeStorageFull, storageFullReason } from '../core/storage-full.js';
@@ -17,7 +18,7 @@ import { optimize } from '../delta/operations/optimize.js';
 import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
 import type { DuckDb } from '../engine/duckdb.js';
 import { storageSpace } from '../staging/fs-durable.js';
-import type { SegmentManifest } from '../staging/segment-format.js';
+import type { SegmentManifest, StagedTable } from '../staging/segment-format.js';
 import type { StagingVolume } from '../staging/staging-volume.js';
 import { faultPoint } from './fault-injection.js';
 import type { Logger } from './logger.js';
@@ -44,8 +45,10 @@ export interface ApplyOptions {
   readonly db: DuckDb;
   readonly volume: StagingVolume;
   readonly targets: readonly ApplyTarget[];
-  /** At most this many segments go into one commit. */
+  /** At most this many segments go into one commit (a snapshot goes in whole). */
   readonly maxSegmentsPerCommit: number;
+  /** Rows per data file of a snapshot's commit; default SNAPSHOT_ROWS_PER_FILE (load-snapshot.ts). */
+  readonly snapshotRowsPerFile?: number;
   readonly signal: AbortSignal;
   readonly log: Logger;
 }
@@ -154,33 +157,38 @@ async function applyTable(
       const lastReset = pending.findLastIndex(isReset);
       if (lastReset > 0) pending = pending.slice(lastReset);
     }
-    // Never mix a reset with later segments' rewrite in one commit beyond the cap, except that a snapshot that
-    // replaces the table (a new table, a full refresh) goes in whole: readers see the old table or the new one,
-    // never a table half filled.
+    // A batch is capped at maxSegmentsPerCommit, except that a snapshot that replaces the table (a new table, a
+    // full refresh) goes in whole, so readers see the old table or the new one, never a table half filled. It
+    // goes in alone: the changes after it are a merge of their own, and the snapshot needs none (load-snapshot).
     const epoch = pending[0]?.snapshot?.epoch;
     let snapshotEnd = 0;
     if (epoch !== undefined && isReset(pending[0] as SegmentManifest)) {
       while (snapshotEnd < pending.length && pending[snapshotEnd]?.snapshot?.epoch === epoch) snapshotEnd++;
     }
-    const batch = pending.slice(0, Math.max(options.maxSegmentsPerCommit, snapshotEnd));
+    const batch = pending.slice(0, snapshotEnd > 0 ? snapshotEnd : options.maxSegmentsPerCommit);
     const first = batch[0] as SegmentManifest;
     const overwrite = isReset(first);
     const last = batch.at(-1) as SegmentManifest;
     const newest = last.tables[target.sourceKey]?.schema as TableSchema;
-    const stagedColumns = new Set<string>();
-    for (const m of batch)
-      for (const c of m.tables[target.sourceKey]?.schema.columns ?? []) stagedColumns.add(c.name);
     const partial = batch.some((m) => m.tables[target.sourceKey]?.partial === true);
-    const stagedFiles = batch.flatMap((m) => {
-      const staged = m.tables[target.sourceKey];
-      return (staged?.files ?? [staged?.file as string]).map((f) =>
-        join(options.volume.segmentDir(m.seq), f),
-      );
+    const parts: StagedPart[] = batch.map((m) => {
+      const staged = m.tables[target.sourceKey] as StagedTable;
+      return {
+        files: (staged.files ?? [staged.file]).map((f) => join(options.volume.segmentDir(m.seq), f)),
+        rows: staged.rows,
+        columns: new Set(staged.schema.columns.map((c) => c.name)),
+      };
     });
+    const stagedFiles = parts.flatMap((p) => p.files);
+    const stagedColumns = new Set(parts.flatMap((p) => [...p.columns]));
+    // A snapshot's keys are unique when the source guarantees it (a primary key or a unique index over NOT
+    // NULL columns); a configured primary_keys may repeat, and the merge keeps one row per key.
+    const load =
+      !history && snapshotEnd > 0 && batch.length === snapshotEnd && newest.keySource !== 'configured';
 
-    let plan: Awaited<ReturnType<typeof planMerge>>;
+    let plan: MergePlan;
     try {
-      plan = await (history ? planHistoryMerge : planMerge)(options.db, {
+      const input = {
         tableRoot: target.tableRoot,
         snapshot,
         source: newest,
@@ -191,7 +199,14 @@ async function applyTable(
         ...(overwrite ? { resetAtUs: resetTimeUs(first, target.sourceKey) } : {}),
         ...(target.tableProperties ? { tableProperties: { ...target.tableProperties } } : {}),
         ...(target.schemaEvolution ? { schemaEvolution: target.schemaEvolution } : {}),
-      });
+      };
+      plan = load
+        ? await planSnapshotLoad(options.db, {
+            ...input,
+            parts,
+            ...(options.snapshotRowsPerFile ? { rowsPerFile: options.snapshotRowsPerFile } : {}),
+          })
+        : await (history ? planHistoryMerge : planMerge)(options.db, input);
     } catch (error) {
       throw (await tableStorageFull(error, target, snapshot)) ?? error;
     }

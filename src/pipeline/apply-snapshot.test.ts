@@ -1,0 +1,197 @@
+/**
+ * applyStaged on a table's snapshot: the snapshot's segments are one WRITE commit of their own, written a group
+ * of segments per data file (load-snapshot.ts), with a column a DDL added part way NULL in the earlier rows;
+ * the stream changes after it are a MERGE of their own. A configured primary_keys, which the source does not
+ * guarantee unique, goes through the merge and keeps one row per key.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { asPosition } from '../core/position.js';
+import type { Row, TableSchema } from '../core/table.js';
+import type { RawAction } from '../delta/actions.js';
+import { readCommitActions } from '../delta/log-files.js';
+import { scanSql } from '../delta/scan.js';
+import { loadSnapshot } from '../delta/snapshot.js';
+import { DuckDb } from '../engine/duckdb.js';
+import { INITIAL_GATEWAY_STATE, type StagedOp } from '../staging/segment-format.js';
+import { StagingVolume } from '../staging/staging-volume.js';
+import { type ApplyTarget, applyStaged } from './apply.js';
+import { silentLogger } from './logger.js';
+
+const BEFORE_DDL: TableSchema = {
+  id: { schema: 'shop', table: 'items' },
+  columns: [
+    { name: 'id', type: 'integer', nullable: false, sourceType: 'int' },
+    { name: 'name', type: 'string', nullable: true, sourceType: 'varchar(20)' },
+  ],
+  primaryKey: ['id'],
+};
+const AFTER_DDL: TableSchema = {
+  ...BEFORE_DDL,
+  columns: [...BEFORE_DDL.columns, { name: 'note', type: 'string', nullable: true, sourceType: 'text' }],
+};
+const KEY = 'shop.items';
+const T0 = Date.parse('2024-06-01T12:00:00Z');
+
+let dir: string;
+let db: DuckDb;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'apply-snapshot-'));
+  db = await DuckDb.open();
+});
+
+afterAll(async () => {
+  await db?.[Symbol.asyncDispose]();
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Draft {
+  readonly schema: TableSchema;
+  readonly snapshot?: { epoch: number; last: boolean };
+  readonly reset?: boolean;
+  readonly rows: ReadonlyArray<[StagedOp, Row]>;
+}
+
+async function stage(name: string, drafts: readonly Draft[]): Promise<StagingVolume> {
+  const volume = new StagingVolume(path.join(dir, name, 'volume'), 'gw');
+  for (const [i, d] of drafts.entries()) {
+    const seq = i + 1;
+    await volume.writeSegment(db, {
+      seq,
+      origin: d.snapshot ? 'snapshot' : 'stream',
+      snapshot: d.snapshot ?? null,
+      startPosition: null,
+      endPosition: asPosition(String(seq).padStart(8, '0')),
+      firstCommitTime: new Date(T0),
+      lastCommitTime: new Date(T0 + seq * 1000),
+      tables: new Map([
+        [
+          KEY,
+          {
+            schema: d.schema,
+            reset: d.reset === true,
+            ...(d.reset ? { resetCommitTime: new Date(T0) } : {}),
+            rows: d.rows.map(([op, row], ord) => ({
+              ord,
+              op,
+              commitUs: BigInt(T0 + seq * 1000) * 1000n,
+              row,
+            })),
+          },
+        ],
+      ]),
+      state: { ...INITIAL_GATEWAY_STATE, seq },
+    });
+  }
+  return volume;
+}
+
+async function apply(volume: StagingVolume, target: ApplyTarget, rowsPerFile: number): Promise<void> {
+  await applyStaged({
+    pipeline: 'p',
+    db,
+    volume,
+    targets: [target],
+    maxSegmentsPerCommit: 64,
+    snapshotRowsPerFile: rowsPerFile,
+    signal: new AbortController().signal,
+    log: silentLogger,
+  });
+}
+
+async function read(root: string, version?: number): Promise<string[]> {
+  const connection = await db.instance.connect();
+  try {
+    const sql = await scanSql(await loadSnapshot(root, version === undefined ? {} : { version }), connection);
+    const reader = await connection.runAndReadAll(
+      `SELECT * EXCLUDE (_commit_timestamp) FROM (${sql}) ORDER BY ALL`,
+    );
+    return (reader.getRowObjectsJson() as Record<string, unknown>[]).map((r) =>
+      Object.values(r)
+        .map((v) => (v === null ? '-' : String(v)))
+        .join(' | '),
+    );
+  } finally {
+    connection.closeSync();
+  }
+}
+
+function operationOf(actions: readonly RawAction[]): unknown {
+  return (actions.find((a) => a.commitInfo)?.commitInfo as { operation?: unknown } | undefined)?.operation;
+}
+
+const snapshotRow = (id: number, note?: string): [StagedOp, Row] => [
+  'r',
+  { id: String(id), name: `n${id}`, ...(note === undefined ? {} : { note }) },
+];
+
+describe('applyStaged on a snapshot', () => {
+  it('commits the snapshot alone, a group of segments per data file, and merges the changes after it', async () => {
+    const volume = await stage('load', [
+      {
+        schema: BEFORE_DDL,
+        snapshot: { epoch: 1, last: false },
+        reset: true,
+        rows: [1, 2].map((i) => snapshotRow(i)),
+      },
+      { schema: BEFORE_DDL, snapshot: { epoch: 1, last: false }, rows: [3, 4].map((i) => snapshotRow(i)) },
+      // ALTER TABLE ... ADD note during the snapshot: the last chunk has the column.
+      {
+        schema: AFTER_DDL,
+        snapshot: { epoch: 1, last: true },
+        rows: [5, 6].map((i) => snapshotRow(i, `x${i}`)),
+      },
+      {
+        schema: AFTER_DDL,
+        rows: [
+          ['u', { id: '2', name: 'changed', note: 'y' }],
+          ['d', { id: '5' }],
+        ],
+      },
+    ]);
+    const root = path.join(dir, 'load', 'items');
+    await apply(volume, { sourceKey: KEY, destination: 'lake.bronze.items', tableRoot: root }, 3);
+
+    const created = await readCommitActions(root, 0);
+    expect(operationOf(created)).toBe('WRITE');
+    const adds = created.flatMap((a) => (a.add ? [a.add as { stats?: string }] : []));
+    // 2 + 2 rows reach the 3-row target, the last segment's 2 rows are a file of their own.
+    expect(adds.map((a) => JSON.parse(a.stats ?? '{}').numRecords)).toEqual([4, 2]);
+    expect(await read(root, 0)).toEqual([
+      '1 | n1 | -',
+      '2 | n2 | -',
+      '3 | n3 | -',
+      '4 | n4 | -',
+      '5 | n5 | x5',
+      '6 | n6 | x6',
+    ]);
+
+    expect(operationOf(await readCommitActions(root, 1))).toBe('MERGE');
+    expect(await read(root)).toEqual([
+      '1 | n1 | -',
+      '2 | changed | y',
+      '3 | n3 | -',
+      '4 | n4 | -',
+      '6 | n6 | x6',
+    ]);
+  });
+
+  it('keeps one row per key when the key is a configured primary_keys, which may repeat in the source', async () => {
+    const configured: TableSchema = { ...BEFORE_DDL, keySource: 'configured' };
+    const volume = await stage('configured', [
+      {
+        schema: configured,
+        snapshot: { epoch: 1, last: false },
+        reset: true,
+        rows: [snapshotRow(1), snapshotRow(2)],
+      },
+      { schema: configured, snapshot: { epoch: 1, last: true }, rows: [['r', { id: '2', name: 'again' }]] },
+    ]);
+    const root = path.join(dir, 'configured', 'items');
+    await apply(volume, { sourceKey: KEY, destination: 'lake.bronze.items', tableRoot: root }, 1);
+    expect(await read(root)).toEqual(['1 | n1', '2 | again']);
+  });
+});
