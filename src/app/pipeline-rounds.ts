@@ -145,8 +145,12 @@ function failedTables(error: unknown): number {
 async function record(config: TributaryConfig, options: RunOnceOptions, event: PipelineEvent): Promise<void> {
   if (!worthRecording(event)) return;
   try {
-    await using db = await DuckDb.open();
-    await appendPipelineEvents(db, new Warehouse(config.warehouse), [event]);
+    if (options.resources) {
+      await appendPipelineEvents(await options.resources.db(), new Warehouse(config.warehouse), [event]);
+    } else {
+      await using db = await DuckDb.open();
+      await appendPipelineEvents(db, new Warehouse(config.warehouse), [event]);
+    }
   } catch (error) {
     options.log.warn(`could not record the round in system.lakeflow.pipeline_events: ${messageOf(error)}`);
   }

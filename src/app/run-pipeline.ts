@@ -19,6 +19,7 @@ import { gatewayVolumeOf } from './gateway-volume.js';
 import { LogShapes } from './log-shapes.js';
 import { openConnectionSource, openSource } from './open-source.js';
 import { pipelineOf } from './pipeline-of.js';
+import type { RoundResources } from './round-resources.js';
 
 export interface RunOnceOptions {
   readonly signal: AbortSignal;
@@ -29,6 +30,11 @@ export interface RunOnceOptions {
   readonly updateId?: string;
   /** Called when the round lock is taken over from a process that died holding it (kill -9, power cut). */
   readonly onCrashedRound?: (dead: LockOwner) => Promise<void>;
+  /**
+   * A long-running process's source connection, DuckDB and preflight result, kept between the pipeline's
+   * rounds (round-resources.ts); without it the round opens its own and closes them at its end.
+   */
+  readonly resources?: RoundResources;
 }
 
 export interface RunReport {
@@ -291,8 +297,30 @@ export async function runPipelineOnce(
   })();
   await using _lock = lock;
   if (lock.tookOverFrom !== undefined) await options.onCrashedRound?.(lock.tookOverFrom);
-  await using source = await openSource(config, gateway.name, options.log);
-  await using db = await DuckDb.open();
+  const kept = options.resources;
+  if (!kept) {
+    await using source = await openSource(config, gateway.name, options.log);
+    await using db = await DuckDb.open();
+    return await roundWith(config, pipelineName, options, { source, db });
+  }
+  try {
+    const source = await kept.source(config, gateway.name, options.log);
+    return await roundWith(config, pipelineName, options, { source, db: await kept.db(), kept });
+  } catch (error) {
+    await kept.dropSource();
+    throw error;
+  }
+}
+
+/** The round itself, under the gateway's lock, with the source and DuckDB it was given. */
+async function roundWith(
+  config: TributaryConfig,
+  pipelineName: string,
+  options: RunOnceOptions,
+  held: { readonly source: SourceConnector; readonly db: DuckDb; readonly kept?: RoundResources },
+): Promise<RunReport> {
+  const { source, db, kept } = held;
+  const { gateway, warehouse, volume } = gatewayVolumeOf(config, pipelineName);
 
   // The head is read before the table shapes, so every change up to the head was written with a shape no
   // newer than the one read: a column added meanwhile is already known.
@@ -309,7 +337,10 @@ export async function runPipelineOnce(
       `${tableKey(t.id)} has no primary key; rows are matched by its unique index ${t.keySource.slice(7)} (${t.primaryKey.join(', ')}). Set table_configuration.primary_keys to choose the key explicitly.`,
     );
   }
-  await requireReadySource(source, config, gateway, options);
+  if (kept?.preflightDue(Date.now()) ?? true) {
+    await requireReadySource(source, config, gateway, options);
+    kept?.preflightPassed(Date.now());
+  }
   options.log.info(`${pipelineName}: catching up to ${head} on ${await source.describe(options.signal)}`);
 
   // A full staging volume stops capture, but what was sealed before it is still applied (and retention may
@@ -323,8 +354,10 @@ export async function runPipelineOnce(
       volume,
       db,
       tables,
-      snapshotChunkRows: options.snapshotChunkRows ?? envInt('TRIBUTARY_SNAPSHOT_CHUNK_ROWS') ?? DEFAULT_SEGMENT_ROWS,
-      segmentMaxChanges: options.segmentMaxChanges ?? envInt('TRIBUTARY_SEGMENT_MAX_CHANGES') ?? DEFAULT_SEGMENT_ROWS,
+      snapshotChunkRows:
+        options.snapshotChunkRows ?? envInt('TRIBUTARY_SNAPSHOT_CHUNK_ROWS') ?? DEFAULT_SEGMENT_ROWS,
+      segmentMaxChanges:
+        options.segmentMaxChanges ?? envInt('TRIBUTARY_SEGMENT_MAX_CHANGES') ?? DEFAULT_SEGMENT_ROWS,
       ...idleSeal(),
       until: head,
       signal: options.signal,

@@ -73,6 +73,8 @@ export async function planSnapshotLoad(db: DuckDb, input: SnapshotLoadInput): Pr
         input.tableRoot,
         `SELECT ${typed.join(', ')} FROM read_parquet([${files.map(quoteDuckString).join(', ')}], union_by_name = true)`,
         fields,
+        // A file's key range is its group's, whatever the order of its row groups.
+        { anyOrder: true },
       );
       rows += written.rows;
       if (written.add) adds.push(written.add);

@@ -472,19 +472,24 @@ export async function retireByDeletionVectors(
   return { removes, dvAdds, metrics };
 }
 
-/** Writes the rows of `output` into one new data file of the table; no file (and no add) when there are none. */
+/**
+ * Writes the rows of `output` into one new data file of the table; no file (and no add) when there are none.
+ * `anyOrder` lets DuckDB write row groups in the order its threads finish them, which needs much less memory
+ * than keeping `output`'s order (it buffers finished row groups until the earlier ones are written).
+ */
 export async function writeDataFile(
   db: DuckDb,
   session: DuckDb,
   tableRoot: string,
   output: string,
   fields: readonly StructField[],
+  options: { readonly anyOrder?: boolean } = {},
 ): Promise<{ rows: number; add: AddFile | null }> {
   await mkdir(tableRoot, { recursive: true });
   const name = newDataFileName();
   const path = join(tableRoot, name);
   const written = await session.rows(
-    `COPY (${output}) TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy)`,
+    `COPY (${output}) TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy${options.anyOrder ? ', PRESERVE_ORDER false' : ''})`,
   );
   const rows = Number(written[0]?.['Count'] ?? 0);
   if (rows === 0) {

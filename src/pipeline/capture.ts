@@ -151,7 +151,6 @@ async function stageSnapshot(
       return table;
     });
   const afterKeys = new Map(Object.entries(pending.lastKeys));
-  let held: ChangeBatch | undefined;
   let lastProgress = Date.now();
   const progress = new SnapshotProgress(
     pending.rows,
@@ -163,9 +162,10 @@ async function stageSnapshot(
       .catch(() => new Map<string, number>()),
   );
 
-  // A batch is sealed once the next one exists (or the snapshot ends), so the final segment can carry the
-  // `last` mark. Empty batches are sealed only when they matter: the first of a table (its bronze table must
-  // exist even if empty) and the very last.
+  // Each batch is sealed as it arrives, so only one chunk's rows are held at a time. The final segment
+  // carries the `last` mark: the last table's final batch (sources end every table with one, possibly empty).
+  // Empty batches are sealed only when they matter: the first of a table (its bronze table must exist even if
+  // empty) and the very last.
   const seal = async (batch: ChangeBatch, last: boolean) => {
     const id = batch.snapshotTable;
     const key = id ? tableKey(id) : undefined;
@@ -244,22 +244,34 @@ async function stageSnapshot(
     restartsLog: state.position === null,
     ...(afterKeys.size > 0 ? { afterKeys } : {}),
   });
+  const lastTable = todo.at(-1);
+  let sealedLast = false;
   for await (const batch of reading) {
-    if (held) await seal(held, false);
-    held = batch;
+    if (sealedLast)
+      throw new TributaryError('INTERNAL', 'the source read on after the last table was complete');
+    sealedLast =
+      batch.snapshotTableComplete === true &&
+      lastTable !== undefined &&
+      batch.snapshotTable !== undefined &&
+      tableKey(batch.snapshotTable) === tableKey(lastTable.id);
+    await seal(batch, sealedLast);
   }
-  // Nothing left to read (the crash came after the last chunk): a final empty batch completes the snapshot.
-  const tail = todo.at(-1) ?? known.get(pending.tables.at(-1) ?? '');
-  held ??= {
-    origin: 'snapshot',
-    position: pending.position ?? (await options.source.readHead(options.signal)),
-    commitTime: new Date(),
-    complete: true,
-    events: [],
-    ...(tail ? { snapshotTable: tail.id } : {}),
-    snapshotTableComplete: true,
-  };
-  await seal(held, true);
+  if (!sealedLast) {
+    // Nothing left to read (the crash came after the last chunk): a final empty batch completes the snapshot.
+    const tail = lastTable ?? known.get(pending.tables.at(-1) ?? '');
+    await seal(
+      {
+        origin: 'snapshot',
+        position: pending.position ?? (await options.source.readHead(options.signal)),
+        commitTime: new Date(),
+        complete: true,
+        events: [],
+        ...(tail ? { snapshotTable: tail.id } : {}),
+        snapshotTableComplete: true,
+      },
+      true,
+    );
+  }
   return state;
 }
 

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { claimPipelines } from '../../app/pipeline-claim.js';
 import { runRecordedRound } from '../../app/pipeline-rounds.js';
+import { RoundResources } from '../../app/round-resources.js';
 import type { RunReport } from '../../app/run-pipeline.js';
 import { loadConfig } from '../../config/load-config.js';
 import { TributaryError } from '../../core/errors.js';
@@ -36,13 +37,17 @@ export function registerRunCommand(program: Command, ctx: CliContext): void {
         return;
       }
       await using _claim = await claimPipelines(config, [name]);
+      await using resources = new RoundResources();
       // The round in progress sees the abort between segments and commits.
       await untilStopped(log, 'the current step', (signal) =>
-        superviseRounds(async () => report(await runRecordedRound(config, name, { signal, log })), {
-          signal,
-          log,
-          intervalMs: interval * 1000,
-        }),
+        superviseRounds(
+          async () => report(await runRecordedRound(config, name, { signal, log, resources })),
+          {
+            signal,
+            log,
+            intervalMs: interval * 1000,
+          },
+        ),
       );
     });
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { claimPipelines } from '../../app/pipeline-claim.js';
 import { pipelineOf } from '../../app/pipeline-of.js';
 import { runRecordedRound } from '../../app/pipeline-rounds.js';
+import { RoundResources } from '../../app/round-resources.js';
 import { loadConfig } from '../../config/load-config.js';
 import { TributaryError } from '../../core/errors.js';
 import { stderrLogger } from '../../pipeline/logger.js';
@@ -33,11 +34,20 @@ export function registerStartCommand(program: Command, ctx: CliContext): void {
         });
       }
       const log = stderrLogger(opts.quiet === true);
-      const pipelines = chosen.map((name) => ({ name, pipeline: pipelineOf(config, name) }));
+      const pipelines = chosen.map((name) => ({
+        name,
+        pipeline: pipelineOf(config, name),
+        resources: new RoundResources(),
+      }));
       await using _claim = await claimPipelines(config, chosen);
+      await using _resources = {
+        [Symbol.asyncDispose]: async () => {
+          for (const p of pipelines) await p.resources[Symbol.asyncDispose]();
+        },
+      };
       await untilStopped(log, 'the rounds in progress', (signal) =>
         runSchedules(
-          pipelines.map(({ name, pipeline }) => {
+          pipelines.map(({ name, pipeline, resources }) => {
             log.info(
               `${name}: ${pipeline.schedule === 'continuous' ? 'continuous' : `cron ${pipeline.schedule.cron} (UTC)`}`,
             );
@@ -46,7 +56,7 @@ export function registerStartCommand(program: Command, ctx: CliContext): void {
               exclusiveKey: pipeline.gateway,
               schedule: pipeline.schedule,
               round: async (signal: AbortSignal) => {
-                const report = await runRecordedRound(config, name, { signal, log });
+                const report = await runRecordedRound(config, name, { signal, log, resources });
                 for (const t of report.tables) {
                   ctx.stdout.write(`${name}: ${appliedLine(t)}`);
                 }
