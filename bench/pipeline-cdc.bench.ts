@@ -87,20 +87,21 @@ async function benchSource(source: BenchSource, sizes: PipelineSizes): Promise<R
     probe = await ProgressProbe.open(ws, PROGRESS, sizes.lanes);
     const c: Context = { source, ws, probe, workload, sizes };
     const label = `${source.kind}`;
+    const parts = cdcParts();
     const sustained = await repeat(
-      sizes.sustainedRuns,
+      parts.has('sustained') ? sizes.sustainedRuns : 0,
       `${label} sustained`,
       () => sustainedRun(c),
       describeSustained,
     );
     const latency = await repeat(
-      sizes.latencyRuns,
+      parts.has('latency') ? sizes.latencyRuns : 0,
       `${label} latency`,
       () => latencyRun(c),
       (r) => `p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms`,
     );
     const catchUp = await repeat(
-      sizes.catchUpRuns,
+      parts.has('catchup') ? sizes.catchUpRuns : 0,
       `${label} catch-up`,
       () => catchUpRun(c),
       (r) => `${r.changesPerSec} changes/s, peak RSS ${r.peakRssMiB} MiB`,
@@ -117,6 +118,14 @@ async function benchSource(source: BenchSource, sizes: PipelineSizes): Promise<R
     await workload.close();
     await ws.dispose();
   }
+}
+
+/** `BENCH_CDC_PARTS=latency` (a comma list of sustained, latency, catchup; default all) runs only those. */
+function cdcParts(): Set<string> {
+  const all = ['sustained', 'latency', 'catchup'];
+  const parts = (process.env['BENCH_CDC_PARTS'] ?? all.join(',')).split(',').map((p) => p.trim());
+  for (const p of parts) if (!all.includes(p)) throw new Error(`BENCH_CDC_PARTS: unknown part "${p}"`);
+  return new Set(parts);
 }
 
 async function repeat<T>(

@@ -5,7 +5,7 @@ import type { ConnectionConfig, GatewayConfig, TributaryConfig } from '../config
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import type { ConnectionDirectory, Finding, SourceConnector, TableSelection } from '../core/ports.js';
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
-import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
+import { latestSnapshot } from '../delta/latest-snapshot.js';
 import { DuckDb } from '../engine/duckdb.js';
 import { type ApplyTarget, applyStaged, type TableApplyReport, txnAppId } from '../pipeline/apply.js';
 import { type CaptureReport, capture } from '../pipeline/capture.js';
@@ -464,7 +464,7 @@ async function gatewayProgress(
   for (const p of Object.values(config.pipelines)) {
     if (p.gateway !== gateway) continue;
     for (const target of targetsOf(config, p.name, tables, warehouse)) {
-      const snapshot = (await isDeltaTable(target.tableRoot)) ? await loadSnapshot(target.tableRoot) : null;
+      const snapshot = await latestSnapshot(target.tableRoot);
       progress.push({
         pipeline: p.name,
         sourceKey: target.sourceKey,

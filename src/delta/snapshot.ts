@@ -214,6 +214,17 @@ class ReplayState {
 
   constructor(private readonly tableRoot: string) {}
 
+  /** A copy to replay further commits into, leaving this one (a snapshot's) as it is. */
+  clone(): ReplayState {
+    const copy = new ReplayState(this.tableRoot);
+    copy.protocol = this.protocol;
+    copy.metadata = this.metadata;
+    for (const [k, v] of this.files) copy.files.set(k, v);
+    for (const [k, v] of this.txns) copy.txns.set(k, v);
+    for (const [k, v] of this.domains) copy.domains.set(k, v);
+    return copy;
+  }
+
   key(p: string, dv: unknown, source: string): string {
     return `${resolveTablePath(this.tableRoot, p, source)}\u0000${deletionVectorId(dv as AddFile['deletionVector'])}`;
   }
@@ -316,23 +327,30 @@ export function checkReadSupport(protocol: Protocol, metadata: Metadata, tableRo
 
 class SnapshotImpl implements Snapshot {
   readonly schema: StructType;
+  readonly protocol: Protocol;
+  readonly metadata: Metadata;
+  readonly files: readonly AddFile[];
+  readonly domainMetadata: ReadonlyMap<string, DomainMetadata>;
 
   constructor(
     readonly tableRoot: string,
     readonly version: number,
-    readonly protocol: Protocol,
-    readonly metadata: Metadata,
-    readonly files: readonly AddFile[],
-    readonly domainMetadata: ReadonlyMap<string, DomainMetadata>,
+    /** The replayed state; never changed after this (refreshSnapshot replays into a clone). */
+    readonly state: ReplayState & { protocol: Protocol; metadata: Metadata },
     readonly timestamp: number,
-    private readonly txns: ReadonlyMap<string, Txn>,
     readonly checkpointVersion: number | undefined,
+    /** Identity of the commit file of `version` (see commitStamp); undefined when it was not there. */
+    readonly commitStamp: string | undefined,
   ) {
-    this.schema = parseSchema(metadata.schemaString);
+    this.protocol = state.protocol;
+    this.metadata = state.metadata;
+    this.files = [...state.files.values()];
+    this.domainMetadata = state.domains;
+    this.schema = parseSchema(this.metadata.schemaString);
   }
 
   txnVersion(appId: string): number | undefined {
-    return this.txns.get(appId)?.version;
+    return this.state.txns.get(appId)?.version;
   }
 
   dataFilePath(add: AddFile): string {
@@ -490,6 +508,7 @@ async function finish(
   version: number,
   state: ReplayState,
   checkpoint: CheckpointCandidate | undefined,
+  checkpointVersion = checkpoint?.version,
 ): Promise<Snapshot> {
   if (!state.protocol) {
     throw new TributaryError(
@@ -504,7 +523,6 @@ async function finish(
     );
   }
   checkReadSupport(state.protocol, state.metadata, root);
-  const files = [...state.files.values()];
   const commitFile = listing.commits.get(version);
   const timestamp = commitFile
     ? await commitTimestamp(commitFile)
@@ -512,14 +530,47 @@ async function finish(
   return new SnapshotImpl(
     root,
     version,
-    state.protocol,
-    state.metadata,
-    files,
-    state.domains,
+    state as ReplayState & { protocol: Protocol; metadata: Metadata },
     timestamp,
-    state.txns,
-    checkpoint?.version,
+    checkpointVersion,
+    commitFile ? await commitStamp(commitFile) : undefined,
   );
+}
+
+/** A commit file's identity: a table deleted and created anew may reach the same version with other files. */
+async function commitStamp(file: string): Promise<string | undefined> {
+  try {
+    const s = await stat(file);
+    return `${s.ino}:${s.size}:${s.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The latest snapshot of the table `previous` was read from, built on it: `previous` itself when nothing was
+ * committed since, else the commits since replayed on top of its state. A round of a continuous pipeline
+ * reads each table's snapshot several times; rebuilding it from the checkpoint each time cost most of a
+ * round's Delta time. Loads afresh (as {@link loadSnapshot}) whenever the shortcut could be wrong: the commit
+ * `previous` ended with is gone or is another file (the table was replaced), or a commit after it is missing
+ * (only a checkpoint covers it).
+ */
+export async function refreshSnapshot(previous: Snapshot): Promise<Snapshot> {
+  const root = previous.tableRoot;
+  if (!(previous instanceof SnapshotImpl) || previous.commitStamp === undefined) return loadSnapshot(root);
+  const listing = await listLog(root);
+  const latest = latestVersion(listing);
+  const own = listing.commits.get(previous.version);
+  if (own === undefined || (await commitStamp(own)) !== previous.commitStamp) return loadSnapshot(root);
+  if (latest === previous.version) return previous;
+  if (latest < previous.version || firstMissingCommit(listing, previous.version + 1, latest) !== undefined)
+    return loadSnapshot(root);
+  const state = previous.state.clone();
+  for (let v = previous.version + 1; v <= latest; v++) {
+    const file = listing.commits.get(v) as string;
+    state.apply(await readCommit(file), file, false);
+  }
+  return finish(root, listing, latest, state, undefined, previous.checkpointVersion);
 }
 
 /**

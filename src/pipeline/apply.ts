@@ -14,8 +14,9 @@ import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { describeStorageFull, storageFullReason } from '../core/storage-full.js';
 import type { TableSchema } from '../core/table.js';
 import { commit } from '../delta/commit.js';
+import { latestSnapshot } from '../delta/latest-snapshot.js';
 import { optimize } from '../delta/operations/optimize.js';
-import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
+import type { Snapshot } from '../delta/snapshot.js';
 import type { DuckDb } from '../engine/duckdb.js';
 import { storageSpace } from '../staging/fs-durable.js';
 import type { SegmentManifest, StagedTable } from '../staging/segment-format.js';
@@ -120,10 +121,6 @@ function tablesFailed(
   );
 }
 
-async function currentSnapshot(tableRoot: string): Promise<Snapshot | null> {
-  return (await isDeltaTable(tableRoot)) ? loadSnapshot(tableRoot) : null;
-}
-
 async function applyTable(
   options: ApplyOptions,
   target: ApplyTarget,
@@ -139,7 +136,7 @@ async function applyTable(
     outputRows: 0,
     commits: 0,
   };
-  let snapshot = await currentSnapshot(target.tableRoot);
+  let snapshot = await latestSnapshot(target.tableRoot);
   const history = target.scdType === 'SCD_TYPE_2';
 
   for (;;) {
@@ -237,13 +234,14 @@ async function applyTable(
       // Another writer got there first: re-read the table and decide again (it may have applied this batch).
       if (isTributaryError(error) && error.code === 'DELTA_CONFLICT') {
         options.log.warn(`${target.destination}: concurrent commit, retrying against the new version`);
-        snapshot = await currentSnapshot(target.tableRoot);
+        snapshot = await latestSnapshot(target.tableRoot);
         continue;
       }
       throw (await tableStorageFull(error, target, snapshot)) ?? error;
     }
     await faultPoint('after-delta-commit');
-    await autoCompact(target, options);
+    snapshot = await latestSnapshot(target.tableRoot);
+    if (await autoCompact(target, options, snapshot)) snapshot = await latestSnapshot(target.tableRoot);
     totals.commits++;
     totals.inserted += plan.metrics.inserted;
     totals.updated += plan.metrics.updated;
@@ -251,7 +249,6 @@ async function applyTable(
     totals.filesAdded += plan.metrics.filesAdded;
     totals.filesRemoved += plan.metrics.filesRemoved;
     totals.outputRows += plan.metrics.outputRows;
-    snapshot = await currentSnapshot(target.tableRoot);
   }
   options.log.info(
     `${target.destination}: ${totals.commits} commit(s), +${totals.inserted} ~${totals.updated} -${totals.deleted} rows`,
@@ -292,21 +289,22 @@ async function tableStorageFull(
 /**
  * `delta.autoOptimize.autoCompact`: after a successful apply commit, compact small files as a separate
  * OPTIMIZE commit (only partitions with many small files). It is housekeeping: a failure or a lost race is
- * logged and never fails the round, whose data is already committed.
+ * logged and never fails the round, whose data is already committed. True when it committed.
  */
-async function autoCompact(target: ApplyTarget, options: ApplyOptions): Promise<void> {
-  let enabled: string | undefined;
-  try {
-    enabled = (await loadSnapshot(target.tableRoot)).metadata.configuration['delta.autoOptimize.autoCompact'];
-  } catch {
-    return;
-  }
-  if (enabled !== 'true' && enabled !== 'auto') return;
+async function autoCompact(
+  target: ApplyTarget,
+  options: ApplyOptions,
+  snapshot: Snapshot | null,
+): Promise<boolean> {
+  const enabled = snapshot?.metadata.configuration['delta.autoOptimize.autoCompact'];
+  if (enabled !== 'true' && enabled !== 'auto') return false;
   try {
     const result = await optimize(target.tableRoot, { auto: true });
-    if (result.version !== null)
-      options.log.info(`${target.destination}: auto compaction committed version ${result.version}`);
+    if (result.version === null) return false;
+    options.log.info(`${target.destination}: auto compaction committed version ${result.version}`);
+    return true;
   } catch (error) {
     options.log.warn(`${target.destination}: auto compaction skipped: ${messageOf(error)}`);
+    return false;
   }
 }
