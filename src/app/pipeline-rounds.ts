@@ -142,16 +142,21 @@ function failedTables(error: unknown): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** Appends the event; a long-running process does so in the background (RoundResources.inBackground). */
 async function record(config: TributaryConfig, options: RunOnceOptions, event: PipelineEvent): Promise<void> {
   if (!worthRecording(event)) return;
-  try {
-    if (options.resources) {
-      await appendPipelineEvents(await options.resources.db(), new Warehouse(config.warehouse), [event]);
-    } else {
-      await using db = await DuckDb.open();
+  const append = async (db: DuckDb) => {
+    try {
       await appendPipelineEvents(db, new Warehouse(config.warehouse), [event]);
+    } catch (error) {
+      options.log.warn(`could not record the round in system.lakeflow.pipeline_events: ${messageOf(error)}`);
     }
-  } catch (error) {
-    options.log.warn(`could not record the round in system.lakeflow.pipeline_events: ${messageOf(error)}`);
+  };
+  const resources = options.resources;
+  if (resources) {
+    resources.inBackground(async () => append(await resources.db()));
+    return;
   }
+  await using db = await DuckDb.open();
+  await append(db);
 }

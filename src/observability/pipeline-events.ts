@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import type { Warehouse } from '../catalog/warehouse.js';
 import type { AddFile } from '../delta/actions.js';
 import { commitWithRetry, newDataFileName, newTableMetadata } from '../delta/commit.js';
+import { latestSnapshot } from '../delta/latest-snapshot.js';
 import { optimize } from '../delta/operations/optimize.js';
 import type { StructType } from '../delta/schema.js';
-import { loadSnapshot } from '../delta/snapshot.js';
 import { protocolFor } from '../delta/table-features.js';
 import { type DuckDb, quoteDuckString } from '../engine/duckdb.js';
 import { computeFileStats } from '../engine/file-stats.js';
@@ -109,6 +109,7 @@ export async function appendPipelineEvents(
   const name = newDataFileName();
   const path = join(root, name);
   const session = await db.fork();
+  let add: AddFile;
   try {
     await session.run(
       `CREATE TEMP TABLE events (${COLUMNS.map(([n, , duck]) => `"${n}" ${duck}`).join(', ')})`,
@@ -139,18 +140,19 @@ export async function appendPipelineEvents(
       await session.run(`INSERT INTO events VALUES (${values.join(', ')})`);
     }
     await session.run(`COPY events TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy)`);
+    const info = await stat(path);
+    add = {
+      path: name,
+      partitionValues: {},
+      size: info.size,
+      modificationTime: Math.floor(info.mtimeMs),
+      dataChange: true,
+      // On this connection too: a continuous run records while its next round uses the main one.
+      stats: await computeFileStats(session, path, SCHEMA.fields),
+    };
   } finally {
     await session[Symbol.asyncDispose]();
   }
-  const info = await stat(path);
-  const add: AddFile = {
-    path: name,
-    partitionValues: {},
-    size: info.size,
-    modificationTime: Math.floor(info.mtimeMs),
-    dataChange: true,
-    stats: await computeFileStats(db, path, SCHEMA.fields),
-  };
   try {
     await commitWithRetry(root, async (snapshot) => ({
       actions:
@@ -163,5 +165,6 @@ export async function appendPipelineEvents(
     await unlink(path).catch(() => undefined);
     throw error;
   }
-  if ((await loadSnapshot(root)).files.length >= COMPACT_AT_FILES) await optimize(root, { auto: true });
+  if (((await latestSnapshot(root))?.files.length ?? 0) >= COMPACT_AT_FILES)
+    await optimize(root, { auto: true });
 }
