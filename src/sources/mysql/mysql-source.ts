@@ -66,9 +66,21 @@ export class MySqlSource implements SourceConnector {
     this.#log = options.log ?? stderrWarnings;
   }
 
+  /**
+   * The control connection, kept for the source's life (a long-running process keeps the source between
+   * rounds). One the server closed (a restart, a cut) is forgotten, so the next call connects anew and a
+   * server that is down reads as SOURCE_UNREACHABLE rather than as a query on a closed connection.
+   */
   async #control(): Promise<mysql.Connection> {
-    this.#conn ??= await openConnection(this.#endpoint);
-    return this.#conn;
+    if (this.#conn) return this.#conn;
+    const conn = await openConnection(this.#endpoint);
+    const forget = () => {
+      if (this.#conn === conn) this.#conn = undefined;
+    };
+    conn.on('error', forget);
+    conn.on('end', forget);
+    this.#conn = conn;
+    return conn;
   }
 
   async #query<T extends mysql.RowDataPacket[]>(sql: string, params: unknown[], doing: string): Promise<T> {

@@ -102,9 +102,17 @@ export class PostgresSource implements SourceConnector {
     this.#catalog = new PgTypeCatalog({ onLoss: (m) => this.#log.warn(m) });
   }
 
+  /** The control connection; one the server closed is forgotten, so the next call connects anew. */
   async #client(): Promise<pg.Client> {
-    this.#control ??= await openPgClient(this.#endpoint);
-    return this.#control;
+    if (this.#control) return this.#control;
+    const client = await openPgClient(this.#endpoint);
+    const forget = () => {
+      if (this.#control === client) this.#control = undefined;
+    };
+    client.on('error', forget);
+    client.on('end', forget);
+    this.#control = client;
+    return client;
   }
 
   async #query(sql: string, params: unknown[], doing: string): Promise<Record<string, string | null>[]> {
