@@ -48,7 +48,9 @@ export interface SnapshotLoadInput extends MergeInput {
 export const SNAPSHOT_ROWS_PER_FILE = 1_000_000;
 
 export async function planSnapshotLoad(db: DuckDb, input: SnapshotLoadInput): Promise<MergePlan> {
-  const { actions, schema } = prepareTarget(input, bronzeSchema(input.source));
+  const { actions, schema } = prepareTarget(input, bronzeSchema(input.source), {
+    replacesRows: input.overwrite,
+  });
   const fields = schema.fields;
   const now = Date.now();
   const replaced = input.overwrite ? (input.snapshot?.files ?? []) : [];

@@ -32,6 +32,7 @@ import {
   unionRowIndexSets,
   writeDeletionVectors,
 } from '../delta/deletion-vector-writer.js';
+import { columnMappingMode } from '../delta/column-mapping.js';
 import { readDeletionVector } from '../delta/deletion-vectors.js';
 import { RowIndexSet } from '../delta/roaring.js';
 import { buildScanSql, layoutOf, type ScanFile, type TableLayout } from '../delta/scan.js';
@@ -123,8 +124,10 @@ export interface MergePlan {
 
 /** The staged file a change came from (`read_parquet`'s filename column); with the ord, the source order. */
 export const FILE_COLUMN = '_tributary_file';
-const FULL_REFRESH_HINT =
-  'A full refresh of the table is needed: stop the pipeline, remove the gateway directory in the staging volume and the bronze table, and run again (a fresh snapshot then creates the table with the new types).';
+/** The full refresh of a table whose types changed incompatibly: its new snapshot replaces the schema too. */
+function fullRefreshHint(sourceTable: string): string {
+  return `A full refresh of the table is needed: run \`tributary refresh <pipeline> --table ${sourceTable}\`. The bronze table stays queryable with its old types until the new snapshot replaces it, schema and rows, in one commit.`;
+}
 /** The scan's extra columns in the locate step; the prefix keeps them clear of source column names. */
 export const FILE_ID = '__tributary_file_id';
 export const ROW_INDEX = '__tributary_row_index';
@@ -171,8 +174,16 @@ export interface MergeTarget {
  * Creates the table's protocol and metadata, or evolves the existing schema to `incoming` (added columns, type
  * widening). Refuses a table whose layout (with or without the SCD type 2 history columns) is not the one the
  * pipeline asks for: switching `scd_type` needs a full refresh.
+ *
+ * `replacesRows`: the commit removes every row of the table (a snapshot reset of an SCD type 1 table: a full
+ * refresh, a TRUNCATE). A type change the table cannot follow is then no obstacle: like Delta's
+ * `overwriteSchema`, the table takes `incoming` as its schema, which is how a full refresh repairs it.
  */
-export function prepareTarget(input: MergeInput, incoming: StructType): MergeTarget {
+export function prepareTarget(
+  input: MergeInput,
+  incoming: StructType,
+  options: { readonly replacesRows?: boolean } = {},
+): MergeTarget {
   const snapshot = input.snapshot;
   const actions: Action[] = [];
   let schema: StructType;
@@ -192,16 +203,33 @@ export function prepareTarget(input: MergeInput, incoming: StructType): MergeTar
         'CONFIG_INVALID',
         `The bronze table ${input.tableRoot} of ${name} was created ${wantsHistory ? 'without' : 'with'} history columns (${START_AT_COLUMN}, ${END_AT_COLUMN}), but the pipeline now asks for ${wantsHistory ? 'SCD_TYPE_2' : 'SCD_TYPE_1'}.`,
         {
-          hint: `Set scd_type back to ${wantsHistory ? 'SCD_TYPE_1' : 'SCD_TYPE_2'}, or do a full refresh: stop the pipeline, remove the gateway directory in the staging volume and the bronze table, and run again (a fresh snapshot then creates the table as ${wantsHistory ? 'SCD_TYPE_2' : 'SCD_TYPE_1'}).`,
+          hint: `Set scd_type back to ${wantsHistory ? 'SCD_TYPE_1' : 'SCD_TYPE_2'}, or start the table over: stop the pipeline, remove the bronze table's directory ${input.tableRoot}, and run \`tributary refresh <pipeline> --table ${name}\` (a new snapshot then creates the table as ${wantsHistory ? 'SCD_TYPE_2' : 'SCD_TYPE_1'}; the history kept so far goes with the old table).`,
         },
       );
     }
     const evolved = evolveSchema(snapshot.schema, incoming);
+    // A column-mapped table's fields carry physical names and ids that a fresh schema would lack.
+    const mapped = columnMappingMode(snapshot.metadata, input.tableRoot) !== 'none';
+    if (evolved.conflicts.length > 0 && options.replacesRows === true && !mapped) {
+      const configuration = { ...snapshot.metadata.configuration };
+      const replaced = { ...snapshot.metadata, schemaString: schemaString(incoming), configuration };
+      const upgraded = protocolFor(configuration, incoming, { current: snapshot.protocol });
+      if (JSON.stringify(upgraded) !== JSON.stringify(snapshot.protocol))
+        actions.push({ protocol: upgraded });
+      actions.push({ metaData: replaced });
+      return {
+        actions,
+        schema: incoming,
+        protocol: upgraded,
+        metadata: replaced,
+        mergeOnRead: mergeOnReadOf(replaced, upgraded),
+      };
+    }
     if (evolved.conflicts.length > 0) {
       throw new TributaryError(
         'SOURCE_SCHEMA_CHANGED',
         `The source table ${name} changed column types in a way the bronze table ${input.tableRoot} cannot follow: ${evolved.conflicts.join('; ')}. Delta type widening allows only byte → short → integer → long, float → double, byte/short/integer → double, date → timestamp_ntz and wider decimals (integer types included).`,
-        { hint: FULL_REFRESH_HINT },
+        { hint: fullRefreshHint(name) },
       );
     }
     const policy = input.schemaEvolution ?? 'evolve';
@@ -230,7 +258,7 @@ export function prepareTarget(input: MergeInput, incoming: StructType): MergeTar
           'SOURCE_SCHEMA_CHANGED',
           `The source table ${name} widened column types (${evolved.widened.map((w) => `${w.name}: ${w.from} -> ${w.to}`).join('; ')}), and the bronze table ${input.tableRoot} has ${ENABLE_TYPE_WIDENING}=false.`,
           {
-            hint: `Set ${ENABLE_TYPE_WIDENING}=true on the bronze table (ALTER TABLE ... SET TBLPROPERTIES) and run again, or ${FULL_REFRESH_HINT.charAt(0).toLowerCase()}${FULL_REFRESH_HINT.slice(1)}`,
+            hint: `Set ${ENABLE_TYPE_WIDENING}=true on the bronze table (ALTER TABLE ... SET TBLPROPERTIES) and run again, or ${fullRefreshHint(name).charAt(0).toLowerCase()}${fullRefreshHint(name).slice(1)}`,
           },
         );
       }
@@ -245,11 +273,15 @@ export function prepareTarget(input: MergeInput, incoming: StructType): MergeTar
       actions.push({ metaData: metadata });
     }
   }
-  // Property on but feature missing from the protocol: a DV would be refused at commit, so rewrite instead.
-  const mergeOnRead =
+  return { actions, schema, protocol, metadata, mergeOnRead: mergeOnReadOf(metadata, protocol) };
+}
+
+/** Property on but feature missing from the protocol: a DV would be refused at commit, so rewrite instead. */
+function mergeOnReadOf(metadata: Metadata, protocol: Protocol): boolean {
+  return (
     isEnabled(metadata.configuration, 'delta.enableDeletionVectors') &&
-    isFeatureSupported(protocol, 'deletionVectors');
-  return { actions, schema, protocol, metadata, mergeOnRead };
+    isFeatureSupported(protocol, 'deletionVectors')
+  );
 }
 
 /** The bronze fields of the source's primary key, in key order. */
@@ -264,7 +296,9 @@ export function keyFieldsOf(fields: readonly StructField[], pk: readonly string[
 
 export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePlan> {
   const snapshot = input.snapshot;
-  const { actions, schema, mergeOnRead } = prepareTarget(input, bronzeSchema(input.source));
+  const { actions, schema, mergeOnRead } = prepareTarget(input, bronzeSchema(input.source), {
+    replacesRows: input.overwrite,
+  });
 
   const fields = schema.fields;
   const pk = input.source.primaryKey;

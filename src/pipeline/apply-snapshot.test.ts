@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asPosition } from '../core/position.js';
-import type { Row, TableSchema } from '../core/table.js';
+import type { ColumnSchema, Row, TableSchema } from '../core/table.js';
 import type { RawAction } from '../delta/actions.js';
 import { readCommitActions } from '../delta/log-files.js';
 import { scanSql } from '../delta/scan.js';
@@ -55,10 +55,10 @@ interface Draft {
   readonly rows: ReadonlyArray<[StagedOp, Row]>;
 }
 
-async function stage(name: string, drafts: readonly Draft[]): Promise<StagingVolume> {
+async function stage(name: string, drafts: readonly Draft[], firstSeq = 1): Promise<StagingVolume> {
   const volume = new StagingVolume(path.join(dir, name, 'volume'), 'gw');
   for (const [i, d] of drafts.entries()) {
-    const seq = i + 1;
+    const seq = firstSeq + i;
     await volume.writeSegment(db, {
       seq,
       origin: d.snapshot ? 'snapshot' : 'stream',
@@ -193,5 +193,68 @@ describe('applyStaged on a snapshot', () => {
     const root = path.join(dir, 'configured', 'items');
     await apply(volume, { sourceKey: KEY, destination: 'lake.bronze.items', tableRoot: root }, 1);
     expect(await read(root)).toEqual(['1 | n1', '2 | again']);
+  });
+
+  it('takes the new schema from a full refresh after a type change the table could not follow', async () => {
+    const text: TableSchema = {
+      ...BEFORE_DDL,
+      columns: [
+        BEFORE_DDL.columns[0] as ColumnSchema,
+        { name: 'name', type: 'string', nullable: true, sourceType: 'text' },
+      ],
+    };
+    const number: TableSchema = {
+      ...BEFORE_DDL,
+      columns: [
+        BEFORE_DDL.columns[0] as ColumnSchema,
+        { name: 'name', type: 'integer', nullable: true, sourceType: 'int' },
+      ],
+    };
+    const root = path.join(dir, 'retyped', 'items');
+    const target = { sourceKey: KEY, destination: 'lake.bronze.items', tableRoot: root };
+    await apply(
+      await stage('retyped', [
+        {
+          schema: text,
+          snapshot: { epoch: 1, last: true },
+          reset: true,
+          rows: [['r', { id: '1', name: 'one' }]],
+        },
+      ]),
+      target,
+      10,
+    );
+    // ALTER TABLE ... MODIFY name INT: a streamed change cannot go into the string column.
+    const changed = await stage('retyped', [{ schema: number, rows: [['u', { id: '1', name: '7' }]] }], 2);
+    const refused = await apply(changed, target, 10).catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'SOURCE_SCHEMA_CHANGED' });
+    expect(String((refused as { hint?: string }).hint)).toContain(
+      'tributary refresh <pipeline> --table shop.items',
+    );
+
+    // tributary refresh: a new snapshot of the table, with the new type.
+    await apply(
+      await stage(
+        'retyped',
+        [
+          {
+            schema: number,
+            snapshot: { epoch: 2, last: true },
+            reset: true,
+            rows: [['r', { id: '1', name: '8' }]],
+          },
+        ],
+        3,
+      ),
+      target,
+      10,
+    );
+    const table = await loadSnapshot(root);
+    expect(table.schema.fields.map((f) => [f.name, f.type])).toEqual([
+      ['id', 'integer'],
+      ['name', 'integer'],
+      ['_commit_timestamp', 'timestamp'],
+    ]);
+    expect(await read(root)).toEqual(['1 | 8']);
   });
 });
