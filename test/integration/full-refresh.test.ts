@@ -5,6 +5,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadSnapshot } from '../../src/delta/snapshot.js';
 import { type PipelineFixture, pipelineFixture, sourceAndBronze } from '../harness/pipeline-fixture.js';
 
 const SMALL = { TRIBUTARY_SNAPSHOT_CHUNK_ROWS: '400' };
@@ -30,6 +31,8 @@ describe('tributary refresh', () => {
           Array.from({ length: 3000 }, (_, i) => [i + 1, `item ${i + 1}`]),
         ]);
         await conn.query("INSERT INTO other VALUES (1, 'o')");
+        await conn.query('CREATE TABLE typed (id INT PRIMARY KEY, code INT)');
+        await conn.query('INSERT INTO typed VALUES (1, 10), (2, 20)');
       },
     });
     const r = await f.cli(['run', 'p', '--once'], { env: SMALL });
@@ -95,6 +98,23 @@ describe('tributary refresh', () => {
     // Done: the next run does not refresh again.
     const next = await f.cli(['run', 'p', '--once'], { env: SMALL });
     expect(next.stderr).not.toContain('full refresh of');
+  });
+
+  it('repairs a table whose column changed to a type Delta cannot widen to, replacing its schema', async () => {
+    await f.conn.query('ALTER TABLE typed MODIFY code VARCHAR(10)');
+    await f.conn.query("UPDATE typed SET code = 'x1' WHERE id = 1");
+    const stopped = await f.cli(['run', 'p', '--once']);
+    expect(stopped.code).not.toBe(0);
+    expect(stopped.stderr).toContain('SOURCE_SCHEMA_CHANGED');
+    expect(stopped.stderr).toMatch(/tributary refresh <pipeline> --table \S+\.typed/);
+
+    const r = await f.cli(['refresh', 'p', '--table', 'typed']);
+    expect(r.code, r.stderr).toBe(0);
+    await expectEqual('typed');
+    const table = await loadSnapshot(join(f.dir, 'lakehouse', 'retail_analytics', 'bronze', 'typed'));
+    expect(table.schema.fields.find((c) => c.name === 'code')?.type).toBe('string');
+    const next = await f.cli(['run', 'p', '--once']);
+    expect(next.code, next.stderr).toBe(0);
   });
 
   it('names an unknown table clearly', async () => {
