@@ -7,9 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deltaRows } from '../../test/harness/delta-rows.js';
 import { asPosition } from '../core/position.js';
 import type { TableSchema } from '../core/table.js';
-import { scanSql } from '../delta/scan.js';
 import { loadSnapshot } from '../delta/snapshot.js';
 import { DuckDb } from '../engine/duckdb.js';
 import { INITIAL_GATEWAY_STATE, type StagedOp } from '../staging/segment-format.js';
@@ -86,19 +86,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function read(root: string, columns: string): Promise<string[]> {
-  const connection = await db.instance.connect();
-  try {
-    const sql = await scanSql(await loadSnapshot(root), connection);
-    const reader = await connection.runAndReadAll(`SELECT ${columns} FROM (${sql}) ORDER BY ALL`);
-    return (reader.getRowObjectsJson() as Record<string, unknown>[]).map((r) =>
-      Object.values(r)
-        .map((v) => (v === null ? '-' : String(v)))
-        .join(' | '),
-    );
-  } finally {
-    connection.closeSync();
-  }
+function read(root: string, columns: string): Promise<string[]> {
+  return deltaRows(db, root, { select: columns });
 }
 
 function target(name: string, extra: Partial<ApplyTarget>): ApplyTarget {

@@ -8,11 +8,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deltaRows } from '../../test/harness/delta-rows.js';
 import { asPosition } from '../core/position.js';
 import type { ColumnSchema, Row, TableSchema } from '../core/table.js';
 import type { RawAction } from '../delta/actions.js';
 import { readCommitActions } from '../delta/log-files.js';
-import { scanSql } from '../delta/scan.js';
 import { loadSnapshot } from '../delta/snapshot.js';
 import { DuckDb } from '../engine/duckdb.js';
 import { INITIAL_GATEWAY_STATE, type StagedOp } from '../staging/segment-format.js';
@@ -102,21 +102,11 @@ async function apply(volume: StagingVolume, target: ApplyTarget, rowsPerFile: nu
   });
 }
 
-async function read(root: string, version?: number): Promise<string[]> {
-  const connection = await db.instance.connect();
-  try {
-    const sql = await scanSql(await loadSnapshot(root, version === undefined ? {} : { version }), connection);
-    const reader = await connection.runAndReadAll(
-      `SELECT * EXCLUDE (_commit_timestamp) FROM (${sql}) ORDER BY ALL`,
-    );
-    return (reader.getRowObjectsJson() as Record<string, unknown>[]).map((r) =>
-      Object.values(r)
-        .map((v) => (v === null ? '-' : String(v)))
-        .join(' | '),
-    );
-  } finally {
-    connection.closeSync();
-  }
+function read(root: string, version?: number): Promise<string[]> {
+  return deltaRows(db, root, {
+    select: '* EXCLUDE (_commit_timestamp)',
+    ...(version === undefined ? {} : { version }),
+  });
 }
 
 function operationOf(actions: readonly RawAction[]): unknown {
