@@ -25,6 +25,7 @@ import type {
   Protocol,
   RemoveFile,
 } from '../delta/actions.js';
+import { columnMappingMode } from '../delta/column-mapping.js';
 import { newDataFileName, newTableMetadata } from '../delta/commit.js';
 import {
   readdWithDeletionVector,
@@ -32,7 +33,6 @@ import {
   unionRowIndexSets,
   writeDeletionVectors,
 } from '../delta/deletion-vector-writer.js';
-import { columnMappingMode } from '../delta/column-mapping.js';
 import { readDeletionVector } from '../delta/deletion-vectors.js';
 import { RowIndexSet } from '../delta/roaring.js';
 import { buildScanSql, layoutOf, type ScanFile, type TableLayout } from '../delta/scan.js';
