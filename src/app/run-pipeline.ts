@@ -277,7 +277,8 @@ export async function runPipelineOnce(
   pipelineName: string,
   options: RunOnceOptions,
 ): Promise<RunReport> {
-  const { gateway, warehouse, volume } = gatewayVolumeOf(config, pipelineName);
+  const where = gatewayVolumeOf(config, pipelineName);
+  const { gateway, warehouse, volume } = where;
   // Even these few bytes fail on a volume filled to the last block: that is STAGING_FULL too, not INTERNAL.
   const stagingFull = async (error: unknown) =>
     (await volume.storageFullError(
@@ -305,11 +306,11 @@ export async function runPipelineOnce(
   if (!kept) {
     await using source = await openSource(config, gateway.name, options.log);
     await using db = await DuckDb.open();
-    return await roundWith(config, pipelineName, options, { source, db });
+    return await roundWith(config, pipelineName, options, { where, source, db });
   }
   try {
     const source = await kept.source(config, gateway.name, options.log);
-    return await roundWith(config, pipelineName, options, { source, db: await kept.db(), kept });
+    return await roundWith(config, pipelineName, options, { where, source, db: await kept.db(), kept });
   } catch (error) {
     await kept.dropSource();
     throw error;
@@ -321,10 +322,15 @@ async function roundWith(
   config: TributaryConfig,
   pipelineName: string,
   options: RunOnceOptions,
-  held: { readonly source: SourceConnector; readonly db: DuckDb; readonly kept?: RoundResources },
+  held: {
+    readonly where: ReturnType<typeof gatewayVolumeOf>;
+    readonly source: SourceConnector;
+    readonly db: DuckDb;
+    readonly kept?: RoundResources;
+  },
 ): Promise<RunReport> {
   const { source, db, kept } = held;
-  const { gateway, warehouse, volume } = gatewayVolumeOf(config, pipelineName);
+  const { gateway, warehouse, volume } = held.where;
 
   // The head is read before the table shapes, so every change up to the head was written with a shape no
   // newer than the one read: a column added meanwhile is already known.
