@@ -20,21 +20,28 @@ import { openSource, type SourceLog } from './open-source.js';
 
 /**
  * How long a passed preflight is trusted. The checks guard against a source someone reconfigured (binlog
- * format, slot, privileges); a minute between them costs nothing measurable, and a lost log is found by
- * capture itself in every round.
+ * format, slot, privileges), which checking once a minute still catches within the minute; a lost log is
+ * found by capture itself in every round.
  */
 export const PREFLIGHT_INTERVAL_MS = 60_000;
 
 export class RoundResources implements AsyncDisposable {
-  #db: DuckDb | undefined;
+  /** A promise, so that the round and a background task asking at once share one database. */
+  #db: Promise<DuckDb> | undefined;
   /** Work that follows a round without holding up the next one (recording it), one task after another. */
   #background: Promise<void> = Promise.resolve();
   #source: { readonly gateway: string; readonly connector: SourceConnector } | undefined;
   #preflightPassedAt: number | undefined;
 
-  async db(): Promise<DuckDb> {
-    this.#db ??= await DuckDb.open();
-    return this.#db;
+  db(): Promise<DuckDb> {
+    if (this.#db) return this.#db;
+    const opening = DuckDb.open();
+    this.#db = opening;
+    // A failed open (a bad TRIBUTARY_MEMORY_LIMIT) is reported to this caller; the next one tries again.
+    opening.catch(() => {
+      if (this.#db === opening) this.#db = undefined;
+    });
+    return opening;
   }
 
   async source(config: TributaryConfig, gateway: string, log: SourceLog): Promise<SourceConnector> {
@@ -78,6 +85,6 @@ export class RoundResources implements AsyncDisposable {
     await this.dropSource();
     const db = this.#db;
     this.#db = undefined;
-    await db?.[Symbol.asyncDispose]();
+    await (await db?.catch(() => undefined))?.[Symbol.asyncDispose]();
   }
 }
