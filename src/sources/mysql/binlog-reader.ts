@@ -18,7 +18,9 @@
  * connection alive: a stream that receives nothing, not even a heartbeat, for {@link DEAD_AFTER_MS} fails with
  * SOURCE_UNREACHABLE (transient) instead of passing silence off as an idle source.
  */
+
 import ZongJi from '@vlasky/zongji';
+import Denque from 'denque';
 import type { ChangeBatch, ChangeEvent } from '../../core/change.js';
 import { TributaryError } from '../../core/errors.js';
 import type { StreamOptions } from '../../core/ports.js';
@@ -167,7 +169,8 @@ export async function* readBinlog(
   const zongji = options.client?.() ?? new ZongJi(driverOptions(endpoint));
   const heartbeatMs = options.heartbeat?.periodMs ?? HEARTBEAT_MS;
   const deadAfterMs = options.heartbeat?.deadAfterMs ?? DEAD_AFTER_MS;
-  const queue: Item[] = [];
+  // A deque: Array#shift is linear on an array this long (up to HIGH_WATER events), see replication-stream.ts.
+  const queue = new Denque<Item>();
   let wake: (() => void) | undefined;
   let paused = false;
   /** When anything (bytes, an event, a heartbeat) last arrived: a live connection is never silent for long. */

@@ -17,6 +17,8 @@
  * long as the stream runs, the connection emits `replicationStart` (CopyBothResponse) and `copyData`, and
  * `connection.sendCopyFromChunk` / `endCopyFrom` send CopyData / CopyDone.
  */
+
+import Denque from 'denque';
 import type { Client } from 'pg';
 import { messageOf, TributaryError } from '../../core/errors.js';
 import { quotePgIdent, quotePgString } from './connect.js';
@@ -107,7 +109,12 @@ export class ReplicationStream implements AsyncIterable<ReplicationFrame>, Async
   readonly #options: ReplicationStreamOptions;
   readonly #label: string;
   readonly #highWater: number;
-  readonly #queue: Item[] = [];
+  /**
+   * A deque, not an array: near the high-water mark it holds ~100k small frames, and Array#shift on an
+   * array that large is linear (it moved the rest of the queue on every frame: 69% of a PostgreSQL catch-up's
+   * CPU in a profile, bench/results and docs/benchmarks.md).
+   */
+  readonly #queue = new Denque<Item>();
   #queuedBytes = 0;
   #paused = false;
   #wake: (() => void) | undefined;
@@ -312,7 +319,7 @@ export class ReplicationStream implements AsyncIterable<ReplicationFrame>, Async
       // Answered here, not by the consumer: a reply only ever carries the confirmed LSN, and the server
       // drops a receiver that stays silent past wal_sender_timeout however far behind it is.
       if (keepalive.replyRequested) this.#sendStatus();
-      const last = this.#queue.at(-1);
+      const last = this.#queue.peekBack();
       if (last && !('chunk' in last)) Object.assign(last, keepalive);
       else this.#queue.push(keepalive);
     } else if (kind === 0x77 /* 'w': XLogData */) {
