@@ -31,14 +31,17 @@ export class DuckDb implements AsyncDisposable {
     try {
       instance = await DuckDBInstance.create(':memory:', { memory_limit: limit, temp_directory: spill });
     } catch (error) {
-      throw new TributaryError(
-        'CONFIG_INVALID',
-        `TRIBUTARY_MEMORY_LIMIT=${limit} is not usable: ${messageOf(error)}`,
-        {
-          hint: 'Set TRIBUTARY_MEMORY_LIMIT to a size such as 512MB or 2GB, or unset it for the default of 256MB.',
-          cause: error,
-        },
-      );
+      if (process.env['TRIBUTARY_MEMORY_LIMIT']?.trim()) {
+        throw new TributaryError(
+          'CONFIG_INVALID',
+          `TRIBUTARY_MEMORY_LIMIT=${limit} is not usable: ${messageOf(error)}`,
+          {
+            hint: 'Set TRIBUTARY_MEMORY_LIMIT to a size such as 512MB or 2GB, or unset it for the default of 256MB.',
+            cause: error,
+          },
+        );
+      }
+      throw new TributaryError('INTERNAL', `Cannot start DuckDB: ${messageOf(error)}`, { cause: error });
     }
     const db = await DuckDb.#connect(instance, true);
     db.#spillDir = spill;
