@@ -9,9 +9,9 @@
  * whole batch to rank the changes of each key) and gives the table files of a bounded size, so a later
  * copy-on-write merge rewrites only the files whose key range it touches.
  *
- * The apply (pipeline/apply.ts) decides when a batch qualifies: a reset by a
- * snapshot, nothing but that snapshot's segments, and a key the source guarantees unique. A configured
- * `primary_keys` is not guaranteed unique, so such a table goes through the merge, which keeps one row per key.
+ * The apply (pipeline/apply.ts) decides when a batch qualifies: a reset by a snapshot, nothing but that
+ * snapshot's segments, and a key the source guarantees unique. A configured `primary_keys` is not guaranteed
+ * unique, so such a table goes through the merge, which keeps one row per key.
  */
 import type { AddFile, RemoveFile } from '../delta/actions.js';
 import { removeFileAction } from '../delta/deletion-vector-writer.js';
