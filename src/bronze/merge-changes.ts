@@ -211,9 +211,8 @@ export function prepareTarget(
     // A column-mapped table's fields carry physical names and ids that a fresh schema would lack.
     const mapped = columnMappingMode(snapshot.metadata, input.tableRoot) !== 'none';
     if (evolved.conflicts.length > 0 && options.replacesRows === true && !mapped) {
-      const configuration = { ...snapshot.metadata.configuration };
-      const replaced = { ...snapshot.metadata, schemaString: schemaString(incoming), configuration };
-      const upgraded = protocolFor(configuration, incoming, { current: snapshot.protocol });
+      const replaced = { ...snapshot.metadata, schemaString: schemaString(incoming) };
+      const upgraded = protocolFor(replaced.configuration, incoming, { current: snapshot.protocol });
       if (JSON.stringify(upgraded) !== JSON.stringify(snapshot.protocol))
         actions.push({ protocol: upgraded });
       actions.push({ metaData: replaced });
@@ -229,7 +228,11 @@ export function prepareTarget(
       throw new TributaryError(
         'SOURCE_SCHEMA_CHANGED',
         `The source table ${name} changed column types in a way the bronze table ${input.tableRoot} cannot follow: ${evolved.conflicts.join('; ')}. Delta type widening allows only byte → short → integer → long, float → double, byte/short/integer → double, date → timestamp_ntz and wider decimals (integer types included).`,
-        { hint: fullRefreshHint(name) },
+        {
+          hint: mapped
+            ? `The bronze table uses column mapping, whose field ids a new schema would not carry: stop the pipeline, remove the bronze table's directory ${input.tableRoot}, and run \`tributary refresh <pipeline> --table ${name}\` to create it anew.`
+            : fullRefreshHint(name),
+        },
       );
     }
     const policy = input.schemaEvolution ?? 'evolve';
