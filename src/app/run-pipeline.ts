@@ -234,7 +234,7 @@ async function requireReadySource(
     readinessContext(config, connection, [gateway.name], options.signal),
   );
   for (const f of findings.filter((x) => x.status === 'WARN')) {
-    // A continuous run checks every round; each warning is worth saying once per process, not every round.
+    // A continuous run checks again every minute; each warning is worth saying once per process.
     const key = `${connection.name}:${f.check}:${f.evidence}`;
     if (warned.has(key)) continue;
     warned.add(key);

@@ -113,6 +113,11 @@ function operationOf(actions: readonly RawAction[]): unknown {
   return (actions.find((a) => a.commitInfo)?.commitInfo as { operation?: unknown } | undefined)?.operation;
 }
 
+/** A snapshot of the table in one segment, replacing what was there. */
+function wholeSnapshot(schema: TableSchema, epoch: number, ...rows: Row[]): Draft {
+  return { schema, snapshot: { epoch, last: true }, reset: true, rows: rows.map((row) => ['r', row]) };
+}
+
 const snapshotRow = (id: number, note?: string): [StagedOp, Row] => [
   'r',
   { id: String(id), name: `n${id}`, ...(note === undefined ? {} : { note }) },
@@ -202,18 +207,7 @@ describe('applyStaged on a snapshot', () => {
     };
     const root = path.join(dir, 'retyped', 'items');
     const target = { sourceKey: KEY, destination: 'lake.bronze.items', tableRoot: root };
-    await apply(
-      await stage('retyped', [
-        {
-          schema: text,
-          snapshot: { epoch: 1, last: true },
-          reset: true,
-          rows: [['r', { id: '1', name: 'one' }]],
-        },
-      ]),
-      target,
-      10,
-    );
+    await apply(await stage('retyped', [wholeSnapshot(text, 1, { id: '1', name: 'one' })]), target, 10);
     // ALTER TABLE ... MODIFY name INT: a streamed change cannot go into the string column.
     const changed = await stage('retyped', [{ schema: number, rows: [['u', { id: '1', name: '7' }]] }], 2);
     const refused = await apply(changed, target, 10).catch((e: unknown) => e);
@@ -223,22 +217,7 @@ describe('applyStaged on a snapshot', () => {
     );
 
     // tributary refresh: a new snapshot of the table, with the new type.
-    await apply(
-      await stage(
-        'retyped',
-        [
-          {
-            schema: number,
-            snapshot: { epoch: 2, last: true },
-            reset: true,
-            rows: [['r', { id: '1', name: '8' }]],
-          },
-        ],
-        3,
-      ),
-      target,
-      10,
-    );
+    await apply(await stage('retyped', [wholeSnapshot(number, 2, { id: '1', name: '8' })], 3), target, 10);
     const table = await loadSnapshot(root);
     expect(table.schema.fields.map((f) => [f.name, f.type])).toEqual([
       ['id', 'integer'],

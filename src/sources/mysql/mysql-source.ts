@@ -41,7 +41,7 @@ const stderrWarnings: SourceLog = {
   warn: (m) => process.stderr.write(`${new Date().toISOString()} WARN  ${m}\n`),
 };
 
-/** A continuous run opens a source every round; a failover is worth saying once per process, not every round. */
+/** A continuous run opens the source again after every failed round; a failover is worth saying once per process. */
 const warned = new Set<string>();
 
 function historyLost(endpoint: MySqlEndpoint, reason: string): TributaryError {
