@@ -372,6 +372,7 @@ async function roundWith(
       until: head,
       signal: options.signal,
       log: options.log,
+      name: gateway.name,
       refreshSchema: (id) =>
         logShapes.refresh(
           id,

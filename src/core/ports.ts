@@ -131,6 +131,13 @@ export interface SourceConnector extends AsyncDisposable {
    * retention (the MySQL binlog) has nothing to do.
    */
   acknowledge(position: Position): void;
+
+  /**
+   * How much log lies between two positions of this source, in the source's own unit (bytes of WAL,
+   * transactions of a GTID binlog, bytes within one binlog file), so that a catch-up can say how far along it
+   * is. Undefined when the positions do not say (a binlog without GTIDs across files). Pure: no round trip.
+   */
+  logDistance?(from: Position, to: Position): number | undefined;
 }
 
 /**

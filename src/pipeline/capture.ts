@@ -17,6 +17,7 @@ import { toStagedText } from '../staging/staged-value.js';
 import type { SpilledPart, StagedRow, StagingVolume } from '../staging/staging-volume.js';
 import { faultPoint } from './fault-injection.js';
 import type { Logger } from './logger.js';
+import { ProgressMeter } from './progress.js';
 
 export interface CaptureOptions {
   readonly source: SourceConnector;
@@ -35,7 +36,10 @@ export interface CaptureOptions {
   /** Catch up to this position and stop; without it, follow the log until the signal aborts. */
   readonly until?: Position;
   readonly signal: AbortSignal;
+  /** Lines, and the progress of snapshots and catch-ups ({@link Logger.progress}). */
   readonly log: Logger;
+  /** The gateway's name, for progress messages. */
+  readonly name?: string;
   /**
    * Re-reads one table's shape. Called when a streamed row has a column the known shape lacks (a column
    * added while capture was running), so that the new column's values are staged rather than dropped.
@@ -83,8 +87,9 @@ export async function capture(options: CaptureOptions): Promise<CaptureReport> {
     options.tables.filter((t) => state.snapshotPositions[tableKey(t.id)] === undefined);
   const missing = missingNow();
   // An interrupted snapshot is finished first; tables added to the pipeline since then get their own.
-  if (state.pendingSnapshot) state = await stageSnapshot(options, state, missingNow(), segments);
-  if (missingNow().length > 0) state = await stageSnapshot(options, state, missingNow(), segments);
+  const refreshed = new Set(refresh);
+  if (state.pendingSnapshot) state = await stageSnapshot(options, state, missingNow(), segments, refreshed);
+  if (missingNow().length > 0) state = await stageSnapshot(options, state, missingNow(), segments, refreshed);
   if (requested.length > 0) await volume.refreshDone(requested);
 
   let changes = 0;
@@ -115,6 +120,7 @@ async function stageSnapshot(
   initial: GatewayState,
   missing: readonly TableSchema[],
   segments: SegmentManifest[],
+  refreshed: ReadonlySet<string>,
 ): Promise<GatewayState> {
   const { log } = options;
   const known = new Map(options.tables.map((t) => [tableKey(t.id), t]));
@@ -130,8 +136,9 @@ async function stageSnapshot(
       lastKeys: {},
       done: [],
       rows: 0,
+      ...(missing.some((t) => refreshed.has(tableKey(t.id))) ? { refresh: true } : {}),
     };
-    log.info(`snapshot of ${pending.tables.join(', ')}`);
+    log.info(`${pending.refresh ? 'full refresh' : 'snapshot'} of ${pending.tables.join(', ')}`);
   }
   const epoch = pending.epoch;
   let state: GatewayState = { ...initial, snapshotEpoch: epoch, pendingSnapshot: pending };
@@ -151,15 +158,18 @@ async function stageSnapshot(
       return table;
     });
   const afterKeys = new Map(Object.entries(pending.lastKeys));
-  let lastProgress = Date.now();
-  const progress = new SnapshotProgress(
+  const estimates = await options.source
+    .estimateRows(
+      pending.tables.map((k) => known.get(k)?.id).filter((id) => id !== undefined),
+      options.signal,
+    )
+    .catch(() => new Map<string, number>());
+  const meter = new ProgressMeter(
+    pending.refresh ? 'refresh' : 'snapshot',
+    pending.tables.join(', '),
+    'rows',
     pending.rows,
-    await options.source
-      .estimateRows(
-        pending.tables.map((k) => known.get(k)?.id).filter((id) => id !== undefined),
-        options.signal,
-      )
-      .catch(() => new Map<string, number>()),
+    estimates.size > 0 ? [...estimates.values()].reduce((a, b) => a + b, 0) : undefined,
   );
 
   // Each batch is sealed as it arrives, so only one chunk's rows are held at a time. The final segment
@@ -229,12 +239,7 @@ async function stageSnapshot(
         state,
       }),
     );
-    if (Date.now() - lastProgress > 10_000 || last) {
-      lastProgress = Date.now();
-      log.info(
-        `snapshot: ${progress.describe(pending.rows)}, ${pending.done.length}/${pending.tables.length} tables complete`,
-      );
-    }
+    log.progress?.(meter.at(pending.rows, last));
     await faultPoint('after-snapshot-segment');
   };
 
@@ -275,43 +280,8 @@ async function stageSnapshot(
   return state;
 }
 
-/**
- * Rows staged against the source's estimate of the total, with the rate and time left. Estimates come from
- * table statistics and may be off either way; the figures say so ("~") and never go below zero.
- */
-class SnapshotProgress {
-  readonly #startRows: number;
-  readonly #startedAt = Date.now();
-  readonly #total: number | undefined;
-
-  constructor(startRows: number, estimates: ReadonlyMap<string, number>) {
-    this.#startRows = startRows;
-    this.#total = estimates.size > 0 ? [...estimates.values()].reduce((a, b) => a + b, 0) : undefined;
-  }
-
-  describe(rows: number): string {
-    const seconds = (Date.now() - this.#startedAt) / 1000;
-    const rate = seconds > 0 ? (rows - this.#startRows) / seconds : 0;
-    const parts = [`${rows.toLocaleString('en-US')} rows staged`];
-    if (this.#total !== undefined && this.#total > 0) {
-      const total = Math.max(this.#total, rows);
-      parts[0] = `${rows.toLocaleString('en-US')} of ~${Math.round(total).toLocaleString('en-US')} rows (${Math.floor((100 * rows) / total)}%)`;
-      if (rate > 0) {
-        parts.push(`${Math.round(rate).toLocaleString('en-US')} rows/s`);
-        if (rows < total) parts.push(`about ${formatDuration((total - rows) / rate)} left`);
-      }
-    } else if (rate > 0) {
-      parts.push(`${Math.round(rate).toLocaleString('en-US')} rows/s`);
-    }
-    return parts.join(', ');
-  }
-}
-
-function formatDuration(seconds: number): string {
-  if (seconds < 90) return `${Math.ceil(seconds)} s`;
-  if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
-  return `${(seconds / 3600).toFixed(1)} h`;
-}
+/** Catch-up progress goes to the logger at most this often (it draws or logs far less often). */
+const PROGRESS_REPORT_MS = 250;
 
 /** How often a segment may be sealed for a stretch of log without captured changes. */
 const IDLE_SEAL_INTERVAL_MS = 60_000;
@@ -360,6 +330,24 @@ async function stageStream(
     lastCommitTime: null,
   });
   let draft = fresh(from);
+  // How far along the catch-up is: changes staged, and the share of the log up to `until` read.
+  const meter = new ProgressMeter('catch-up', options.name ?? 'the source', 'changes');
+  const logToRead = options.until ? options.source.logDistance?.(from, options.until) : undefined;
+  let reportedAt = 0;
+  const report = (position: Position, finished: boolean) => {
+    if (!options.log.progress) return;
+    const now = Date.now();
+    if (!finished && now - reportedAt < PROGRESS_REPORT_MS) return;
+    reportedAt = now;
+    const read = logToRead ? options.source.logDistance?.(from, position) : undefined;
+    options.log.progress(
+      meter.at(
+        total + draft.changes,
+        finished,
+        read === undefined || !logToRead ? undefined : read / logToRead,
+      ),
+    );
+  };
 
   const spill = async () => {
     const seq = state.seq + 1;
@@ -475,8 +463,10 @@ async function stageStream(
     // reach the server (a PostgreSQL slot) before the stream closes.
     const reached = options.until !== undefined && batch.position >= options.until;
     if (batch.complete && (draft.changes >= options.segmentMaxChanges || reached)) await seal();
+    report(batch.position, false);
   }
   await seal();
+  report(state.position ?? from, true);
   return { state, changes: total };
 }
 

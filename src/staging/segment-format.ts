@@ -61,6 +61,8 @@ export interface PendingSnapshot {
   readonly done: readonly string[];
   /** Rows staged so far, over all tables. */
   readonly rows: number;
+  /** A full refresh: the snapshot replaces tables that had one (for progress and pipeline_events). */
+  readonly refresh?: boolean;
 }
 
 export const INITIAL_GATEWAY_STATE: GatewayState = {

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { isTributaryError } from '../../core/errors.js';
-import { decodeBinlogPosition, encodeBinlogPosition, type ServerIdentity } from './binlog-position.js';
+import {
+  binlogDistance,
+  decodeBinlogPosition,
+  encodeBinlogPosition,
+  type ServerIdentity,
+} from './binlog-position.js';
 import { gtidOrdinal, normalizeGtid } from './gtid.js';
 
 const mariadb101: ServerIdentity = { flavor: 'mariadb', serverId: 101 };
@@ -115,5 +120,16 @@ describe('GTID ordinal', () => {
       `${UUID.replace('3e', '0a')}:3,${UUID}:1-5`,
     );
     expect(normalizeGtid('mariadb', '1-5-7, 0-101-42')).toBe('0-101-42,1-5-7');
+  });
+});
+
+describe('binlog distance (catch-up progress)', () => {
+  const at = (file: string, offset: number, gtid: string) =>
+    encodeBinlogPosition({ file, offset, gtid, server: mariadb101 });
+  it('counts transactions by GTID, bytes within one file, and says nothing across files without GTIDs', () => {
+    expect(binlogDistance(at('b.000001', 100, '0-101-10'), at('b.000004', 50, '0-101-35'))).toBe(25);
+    expect(binlogDistance(at('b.000001', 100, ''), at('b.000001', 900, ''))).toBe(800);
+    expect(binlogDistance(at('b.000001', 100, ''), at('b.000002', 900, ''))).toBeUndefined();
+    expect(binlogDistance('b.000002:40', 'b.000002:100')).toBe(60);
   });
 });

@@ -138,3 +138,16 @@ function notAPosition(position: string): TributaryError {
     `"${position}" is not a MySQL binlog position (file:offset, or "~<ordinal> <file>:<offset> gtid=… server=…").`,
   );
 }
+
+/**
+ * How much binlog lies between two positions, for catch-up progress: transactions when both carry a GTID
+ * ordinal, bytes when both are in the same binlog file, otherwise undefined (file sizes would take a query).
+ */
+export function binlogDistance(from: Position | string, to: Position | string): number | undefined {
+  const a = decodeBinlogPosition(from);
+  const b = decodeBinlogPosition(to);
+  if (!a.legacy && !b.legacy && a.ordinal > 0n && b.ordinal >= a.ordinal)
+    return Number(b.ordinal - a.ordinal);
+  if (a.file === b.file && b.offset >= a.offset) return b.offset - a.offset;
+  return undefined;
+}

@@ -17,6 +17,7 @@ import type {
 import type { Position } from '../../core/position.js';
 import type { TableId, TableSchema } from '../../core/table.js';
 import {
+  binlogDistance,
   decodeBinlogPosition,
   describeCoordinates,
   encodeBinlogPosition,
@@ -274,6 +275,10 @@ export class MySqlSource implements SourceConnector {
 
   /** The binlog is kept by the server's retention (binlog_expire_logs_seconds), not by its readers. */
   acknowledge(): void {}
+
+  logDistance(from: Position, to: Position): number | undefined {
+    return binlogDistance(from, to);
+  }
 
   async [Symbol.asyncDispose](): Promise<void> {
     const conn = this.#conn;

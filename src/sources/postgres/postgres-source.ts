@@ -360,6 +360,12 @@ export class PostgresSource implements SourceConnector {
     if (stream) stream.confirm(lsn < this.#delivered ? lsn : this.#delivered);
   }
 
+  /** Bytes of WAL. */
+  logDistance(from: Position, to: Position): number | undefined {
+    const distance = decodePgPosition(to) - decodePgPosition(from);
+    return distance < 0n ? undefined : Number(distance);
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     const control = this.#control;
     this.#control = undefined;
