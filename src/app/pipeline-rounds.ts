@@ -1,19 +1,31 @@
 /**
- * A pipeline round as `tributary run` performs it: the round itself, then its row in
- * `system.lakeflow.pipeline_events`. Recording never fails the round: a broken events table is a warning.
+ * A pipeline round as `tributary run` performs it, recorded in `system.lakeflow.pipeline_events`:
+ *
+ * - `update`: the round itself, RUNNING once it has run a few seconds, then its outcome with totals; a round
+ *   that retries failed ones says which retry it is;
+ * - `flow_progress`: each table the round applied changes to, or that failed, with its counts or error;
+ * - `schema_change`: a commit that changed a bronze table's columns, or a table stopped by the `fail` policy;
+ * - `snapshot`, `refresh`, `catch_up`: long work, RUNNING with its progress while it runs.
+ *
+ * Recording never fails the round: a broken events table is a warning. The rows are written in the
+ * background (RoundResources), so the next round need not wait for them.
  */
 import { randomUUID } from 'node:crypto';
 import { Warehouse } from '../catalog/warehouse.js';
 import type { TributaryConfig } from '../config/load-config.js';
 import { isTributaryError, messageOf } from '../core/errors.js';
-import { DuckDb } from '../engine/duckdb.js';
+import { type EventBody, EventRecorder, type RunningOperation } from '../observability/event-recorder.js';
 import {
   appendPipelineEvents,
   type PipelineEvent,
   worthRecording,
 } from '../observability/pipeline-events.js';
+import type { ApplyObserver } from '../pipeline/apply.js';
+import type { Logger } from '../pipeline/logger.js';
+import { describeProgress, type WorkProgress } from '../pipeline/progress.js';
 import type { LockOwner } from '../pipeline/run-lock.js';
 import { pipelineOf } from './pipeline-of.js';
+import { RoundResources } from './round-resources.js';
 import { type RunOnceOptions, type RunReport, runPipelineOnce } from './run-pipeline.js';
 
 /** One id per process: the rounds of one `tributary run` share it, as Lakeflow's update id. */
@@ -24,41 +36,71 @@ export async function runRecordedRound(
   pipelineName: string,
   options: RunOnceOptions,
 ): Promise<RunReport> {
-  const started = Date.now();
+  if (!options.resources) {
+    // A single round (run --once, refresh) shares its DuckDB with its recording like a long-running one, and
+    // waits for the recording before it returns.
+    await using own = new RoundResources();
+    return runRecordedRound(config, pipelineName, { ...options, resources: own });
+  }
+  const resources = options.resources;
   const pipeline = pipelineOf(config, pipelineName);
-  const base = {
-    pipelineName,
-    gatewayName: pipeline.gateway,
-    updateId,
-    timestamp: new Date(started),
+  const warehouse = new Warehouse(config.warehouse);
+  const events = new EventRecorder(
+    { pipelineName, gatewayName: pipeline.gateway, updateId },
+    {
+      write: async (batch) => appendPipelineEvents(await resources.db(), warehouse, batch),
+      schedule: (task) => resources.inBackground(task),
+      log: options.log,
+    },
+  );
+  const retry = options.retry ?? 0;
+  const round = events.begin({
+    eventType: 'update',
+    message: retry > 0 ? `retry ${retry}: running` : 'running',
+    ...(retry > 0 ? { details: JSON.stringify({ retry }) } : {}),
+  });
+  const work = new WorkEvents(events);
+  const log: Logger = {
+    info: (m) => options.log.info(m),
+    warn: (m) => options.log.warn(m),
+    progress: (p) => {
+      options.log.progress?.(p);
+      work.progress(p);
+    },
   };
+  const flows = new FlowEvents(events);
   let report: RunReport;
   try {
     report = await runPipelineOnce(config, pipelineName, {
       ...options,
+      log,
       updateId,
-      onCrashedRound: (dead) => recordCrashedRound(config, options, pipeline.gateway, pipelineName, dead),
+      observer: flows,
+      onCrashedRound: async (dead) => recordCrashedRound(events, options, pipelineName, dead),
     });
   } catch (error) {
     const cancelled = options.signal.aborted;
-    await record(config, options, {
-      ...base,
-      state: cancelled ? 'CANCELED' : 'FAILED',
-      message: cancelled ? 'stopped by a signal' : messageOf(error),
+    const outcome = {
+      state: cancelled ? ('CANCELED' as const) : ('FAILED' as const),
       errorCode: isTributaryError(error) ? error.code : 'INTERNAL',
-      durationMs: Date.now() - started,
-      changesCaptured: 0,
-      rowsInserted: 0,
-      rowsUpdated: 0,
-      rowsDeleted: 0,
-      tablesApplied: 0,
-      tablesFailed: failedTables(error),
-      tableName: null,
-      lagMs: null,
-      details: isTributaryError(error) && error.hint ? JSON.stringify({ hint: error.hint }) : null,
+    };
+    work.endAll({ ...outcome, message: cancelled ? 'stopped by a signal' : messageOf(error) });
+    round.end({
+      ...outcome,
+      message: `${retry > 0 ? `retry ${retry}: ` : ''}${cancelled ? 'stopped by a signal' : messageOf(error)}`,
+      tablesApplied: flows.applied,
+      tablesFailed: flows.failed,
+      details: JSON.stringify({
+        ...(retry > 0 ? { retry } : {}),
+        ...(isTributaryError(error) && error.hint ? { hint: error.hint } : {}),
+        // Whether the next round retries it: transient errors are retried with backoff by a running pipeline.
+        retryable: isTributaryError(error) ? error.retry : 'fatal',
+      }),
     });
+    events.flush();
     throw error;
   }
+  work.endAll({ state: 'COMPLETED', message: 'complete' });
   const sum = (k: 'inserted' | 'updated' | 'deleted') => report.tables.reduce((n, t) => n + t[k], 0);
   const snapshotRows = report.capture.segments
     .filter((s) => s.origin === 'snapshot')
@@ -68,24 +110,22 @@ export async function runRecordedRound(
     .map((s) => (s.lastCommitTime === null ? undefined : Date.parse(s.lastCommitTime)))
     .filter((t): t is number => t !== undefined)
     .reduce<number | undefined>((a, b) => (a === undefined || b > a ? b : a), undefined);
-  await record(config, options, {
-    ...base,
+  const outcome: EventBody & { state: 'COMPLETED' } = {
+    eventType: 'update',
     state: 'COMPLETED',
-    message:
+    message: `${retry > 0 ? `retry ${retry}: ` : ''}${
       changesCaptured === 0 && sum('inserted') + sum('updated') + sum('deleted') === 0
         ? 'up to date'
-        : `${changesCaptured} change(s) captured; ${sum('inserted')} inserted, ${sum('updated')} updated, ${sum('deleted')} deleted`,
-    errorCode: null,
-    durationMs: Date.now() - started,
+        : `${changesCaptured} change(s) captured; ${sum('inserted')} inserted, ${sum('updated')} updated, ${sum('deleted')} deleted`
+    }`,
     changesCaptured,
     rowsInserted: sum('inserted'),
     rowsUpdated: sum('updated'),
     rowsDeleted: sum('deleted'),
     tablesApplied: report.tables.length,
-    tablesFailed: 0,
-    tableName: null,
     lagMs: newestCommit === undefined ? null : Date.now() - newestCommit,
     details: JSON.stringify({
+      ...(retry > 0 ? { retry } : {}),
       tables: report.tables.map((t) => ({
         table: t.destination,
         version: t.version,
@@ -94,19 +134,162 @@ export async function runRecordedRound(
         deleted: t.deleted,
       })),
     }),
-  });
+  };
+  round.end(outcome, !worthRecording(roundEvent(pipelineName, outcome)));
+  events.flush();
   return report;
 }
 
+/** Enough of a round's outcome for {@link worthRecording}. */
+function roundEvent(pipelineName: string, body: EventBody): PipelineEvent {
+  return {
+    eventId: '',
+    pipelineName,
+    gatewayName: '',
+    updateId,
+    timestamp: new Date(),
+    eventType: 'update',
+    state: body.state ?? 'COMPLETED',
+    message: body.message,
+    errorCode: null,
+    durationMs: 0,
+    changesCaptured: body.changesCaptured ?? 0,
+    rowsInserted: body.rowsInserted ?? 0,
+    rowsUpdated: body.rowsUpdated ?? 0,
+    rowsDeleted: body.rowsDeleted ?? 0,
+    tablesApplied: 0,
+    tablesFailed: 0,
+    tableName: null,
+    lagMs: null,
+    details: null,
+  };
+}
+
+/** Snapshots, refreshes and catch-ups, from the progress capture reports. */
+class WorkEvents {
+  readonly #running = new Map<string, RunningOperation>();
+
+  constructor(private readonly events: EventRecorder) {}
+
+  progress(p: WorkProgress): void {
+    const key = `${p.work}:${p.subject}`;
+    let op = this.#running.get(key);
+    const body = {
+      message: describeProgress(p),
+      changesCaptured: p.done,
+      details: JSON.stringify({
+        done: p.done,
+        unit: p.unit,
+        ...(p.total === undefined ? {} : { total_estimate: Math.round(p.total) }),
+        ...(p.fraction === undefined ? {} : { fraction: Number(p.fraction.toFixed(4)) }),
+        rate_per_second: Math.round(p.ratePerSecond),
+        ...(p.etaSeconds === undefined ? {} : { eta_seconds: Math.round(p.etaSeconds) }),
+      }),
+    };
+    if (!op) {
+      op = this.events.begin({
+        eventType: p.work === 'catch-up' ? 'catch_up' : p.work,
+        ...(p.work === 'catch-up' ? {} : { tableName: p.subject }),
+        ...body,
+      });
+      this.#running.set(key, op);
+    }
+    if (!p.finished) {
+      op.update(body);
+      return;
+    }
+    // A snapshot or refresh is worth a row however short; a catch-up only when it ran long (else the round's
+    // row says it all).
+    op.end({ state: 'COMPLETED', ...body }, p.work === 'catch-up');
+    this.#running.delete(key);
+  }
+
+  /** The round ended: work it did not finish ends with it. */
+  endAll(
+    outcome: Partial<EventBody> & { state: 'COMPLETED' | 'FAILED' | 'CANCELED'; message: string },
+  ): void {
+    for (const op of this.#running.values()) op.end(outcome);
+    this.#running.clear();
+  }
+}
+
+/** A row per table the round applied changes to or that failed, and per schema change. */
+class FlowEvents implements ApplyObserver {
+  applied = 0;
+  failed = 0;
+
+  constructor(private readonly events: EventRecorder) {}
+
+  table(outcome: Parameters<ApplyObserver['table']>[0]): void {
+    const { target, startedAt, report, error } = outcome;
+    const durationMs = Date.now() - startedAt.getTime();
+    if (report) {
+      this.applied++;
+      if (report.commits === 0) return;
+      this.events.record({
+        eventType: 'flow_progress',
+        timestamp: startedAt,
+        state: 'COMPLETED',
+        message: `${report.commits} commit(s), ${report.inserted} inserted, ${report.updated} updated, ${report.deleted} deleted`,
+        tableName: target.destination,
+        durationMs,
+        rowsInserted: report.inserted,
+        rowsUpdated: report.updated,
+        rowsDeleted: report.deleted,
+        tablesApplied: 1,
+        details: JSON.stringify({ version: report.version, commits: report.commits }),
+      });
+      return;
+    }
+    this.failed++;
+    const code = isTributaryError(error) ? error.code : 'INTERNAL';
+    this.events.record({
+      // The `fail` policy stopping a table at a schema change is that schema change's row.
+      eventType: code === 'SOURCE_SCHEMA_CHANGED' ? 'schema_change' : 'flow_progress',
+      timestamp: startedAt,
+      state: 'FAILED',
+      message: messageOf(error),
+      errorCode: code,
+      tableName: target.destination,
+      durationMs,
+      tablesFailed: 1,
+      details: JSON.stringify({
+        ...(isTributaryError(error) && error.hint ? { hint: error.hint } : {}),
+        retryable: isTributaryError(error) ? error.retry : 'fatal',
+      }),
+    });
+  }
+
+  schemaChange(change: Parameters<ApplyObserver['schemaChange']>[0]): void {
+    const parts = [
+      change.added.length > 0 ? `added ${change.added.join(', ')}` : '',
+      change.changed.length > 0 ? `changed the type of ${change.changed.join(', ')}` : '',
+      change.removed.length > 0 ? `removed ${change.removed.join(', ')} (the table was replaced)` : '',
+    ].filter(Boolean);
+    this.events.record({
+      eventType: 'schema_change',
+      state: 'COMPLETED',
+      message: `version ${change.version}: ${parts.join('; ')}`,
+      tableName: change.target.destination,
+      details: JSON.stringify({
+        version: change.version,
+        added: change.added,
+        changed: change.changed,
+        removed: change.removed,
+        policy: change.target.schemaEvolution ?? 'evolve',
+      }),
+    });
+  }
+}
+
 /**
- * The round of a process that died holding the gateway's lock never recorded its end: it is recorded now, as
- * FAILED with RUN_INTERRUPTED under the dead process's update id, so the success rate counts it and the
- * event log shows every kill -9 or power cut.
+ * The round of a process that died holding the gateway's lock never recorded its end. Its RUNNING rows (the
+ * round's, its snapshot's) become FAILED with RUN_INTERRUPTED; when it had none, a FAILED round row is
+ * recorded under the dead process's update id. Either way the success rate counts the kill.
  */
 async function recordCrashedRound(
-  config: TributaryConfig,
+  events: EventRecorder,
   options: RunOnceOptions,
-  gatewayName: string,
   pipelineName: string,
   dead: LockOwner,
 ): Promise<void> {
@@ -115,48 +298,18 @@ async function recordCrashedRound(
   options.log.warn(
     `the previous round (pid ${dead.pid}) stopped without a clean shutdown; resuming from the last durable position`,
   );
-  await record(config, options, {
-    pipelineName: dead.pipeline ?? pipelineName,
-    gatewayName,
-    updateId: dead.updateId ?? 'unknown',
-    timestamp: new Date(started),
-    state: 'FAILED',
-    message: `the round of process ${dead.pid} stopped without a clean shutdown (killed or crashed); the next round resumed from the last durable position`,
-    errorCode: 'RUN_INTERRUPTED',
-    durationMs: Math.max(0, Date.now() - started),
-    changesCaptured: 0,
-    rowsInserted: 0,
-    rowsUpdated: 0,
-    rowsDeleted: 0,
-    tablesApplied: 0,
-    tablesFailed: 0,
-    tableName: null,
-    lagMs: null,
-    details: JSON.stringify({ pid: dead.pid, lockTakenAt: dead.since ?? null }),
-  });
-}
-
-/** "N of M table(s) could not be applied" names how many failed; any other failure counts none. */
-function failedTables(error: unknown): number {
-  const m = / (\d+) of \d+ table\(s\) could not be applied/.exec(` ${messageOf(error)}`);
-  return m ? Number(m[1]) : 0;
-}
-
-/** Appends the event; a long-running process does so in the background (RoundResources.inBackground). */
-async function record(config: TributaryConfig, options: RunOnceOptions, event: PipelineEvent): Promise<void> {
-  if (!worthRecording(event)) return;
-  const append = async (db: DuckDb) => {
-    try {
-      await appendPipelineEvents(db, new Warehouse(config.warehouse), [event]);
-    } catch (error) {
-      options.log.warn(`could not record the round in system.lakeflow.pipeline_events: ${messageOf(error)}`);
-    }
-  };
-  const resources = options.resources;
-  if (resources) {
-    resources.inBackground(async () => append(await resources.db()));
-    return;
-  }
-  await using db = await DuckDb.open();
-  await append(db);
+  const message = `the round of process ${dead.pid} stopped without a clean shutdown (killed or crashed); the next round resumed from the last durable position`;
+  events.interrupted(
+    { updateId: dead.updateId ?? 'unknown', pipelineName: dead.pipeline ?? pipelineName },
+    message,
+    {
+      eventType: 'update',
+      timestamp: new Date(started),
+      state: 'FAILED',
+      message,
+      errorCode: 'RUN_INTERRUPTED',
+      durationMs: Math.max(0, Date.now() - started),
+      details: JSON.stringify({ pid: dead.pid, lockTakenAt: dead.since ?? null }),
+    },
+  );
 }

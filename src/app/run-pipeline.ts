@@ -7,7 +7,13 @@ import type { ConnectionDirectory, Finding, SourceConnector, TableSelection } fr
 import { type TableId, type TableSchema, tableKey } from '../core/table.js';
 import { latestSnapshot } from '../delta/latest-snapshot.js';
 import { DuckDb } from '../engine/duckdb.js';
-import { type ApplyTarget, applyStaged, type TableApplyReport, txnAppId } from '../pipeline/apply.js';
+import {
+  type ApplyObserver,
+  type ApplyTarget,
+  applyStaged,
+  type TableApplyReport,
+  txnAppId,
+} from '../pipeline/apply.js';
 import { type CaptureReport, capture } from '../pipeline/capture.js';
 import { writeConsistentCut } from '../pipeline/consistent-cut-writer.js';
 import type { Logger } from '../pipeline/logger.js';
@@ -35,6 +41,10 @@ export interface RunOnceOptions {
    * rounds (round-resources.ts); without it the round opens its own and closes them at its end.
    */
   readonly resources?: RoundResources;
+  /** Consecutive failed rounds before this one: the supervisor's retry count (0: not a retry). */
+  readonly retry?: number;
+  /** Told of each table's outcome and schema change (pipeline-rounds.ts records them). */
+  readonly observer?: ApplyObserver;
 }
 
 export interface RunReport {
@@ -426,6 +436,7 @@ async function roundWith(
       maxSegmentsPerCommit: 64,
       signal: options.signal,
       log: options.log,
+      ...(options.observer ? { observer: options.observer } : {}),
     });
 
     await enforceStagingRetention({

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { IDLE_EVENT_INTERVAL_MS, type PipelineEvent, worthRecording } from './pipeline-events.js';
 
 const event = (over: Partial<PipelineEvent>): PipelineEvent => ({
+  eventId: 'e',
+  eventType: 'update',
   pipelineName: 'p',
   gatewayName: 'g',
   updateId: 'u',

@@ -16,6 +16,7 @@ import type { TableSchema } from '../core/table.js';
 import { commit } from '../delta/commit.js';
 import { latestSnapshot } from '../delta/latest-snapshot.js';
 import { optimize } from '../delta/operations/optimize.js';
+import type { StructType } from '../delta/schema.js';
 import type { Snapshot } from '../delta/snapshot.js';
 import type { DuckDb } from '../engine/duckdb.js';
 import { storageSpace } from '../staging/fs-durable.js';
@@ -52,6 +53,37 @@ export interface ApplyOptions {
   readonly snapshotRowsPerFile?: number;
   readonly signal: AbortSignal;
   readonly log: Logger;
+  /** Told of each table's outcome and each schema change, for `system.lakeflow.pipeline_events`. */
+  readonly observer?: ApplyObserver;
+}
+
+export interface ApplyObserver {
+  /** A table's apply in this round ended: with its report, or with the error that stopped it. */
+  table(outcome: {
+    readonly target: ApplyTarget;
+    readonly startedAt: Date;
+    readonly report?: TableApplyReport;
+    readonly error?: unknown;
+  }): void;
+  /** A commit changed the table's schema (columns added, widened, or replaced by a full refresh). */
+  schemaChange(change: { readonly target: ApplyTarget; readonly version: number } & SchemaDifference): void;
+}
+
+export interface SchemaDifference {
+  readonly added: readonly string[];
+  readonly changed: readonly string[];
+  readonly removed: readonly string[];
+}
+
+/** Columns added, whose type changed, and removed between two schemas (top level, by name). */
+export function schemaDifference(before: StructType, after: StructType): SchemaDifference {
+  const old = new Map(before.fields.map((f) => [f.name, JSON.stringify(f.type)]));
+  const now = new Map(after.fields.map((f) => [f.name, JSON.stringify(f.type)]));
+  return {
+    added: [...now.keys()].filter((n) => !old.has(n)),
+    changed: [...now].filter(([n, t]) => old.has(n) && old.get(n) !== t).map(([n]) => n),
+    removed: [...old.keys()].filter((n) => !now.has(n)),
+  };
 }
 
 export interface TableApplyReport extends MergeMetrics {
@@ -76,9 +108,13 @@ export async function applyStaged(options: ApplyOptions): Promise<TableApplyRepo
   const failures: Array<{ target: ApplyTarget; error: unknown }> = [];
   for (const target of options.targets) {
     options.signal.throwIfAborted();
+    const startedAt = new Date();
     try {
-      reports.push(await applyTable(options, target, applicable));
+      const report = await applyTable(options, target, applicable);
+      reports.push(report);
+      options.observer?.table({ target, startedAt, report });
     } catch (error) {
+      options.observer?.table({ target, startedAt, error });
       // One broken table must not hold back the others: their segments are applied, this one is reported.
       if (options.signal.aborted) throw error;
       options.log.warn(`${target.destination}: apply failed: ${messageOf(error)}`);
@@ -240,7 +276,13 @@ async function applyTable(
       throw (await tableStorageFull(error, target, snapshot)) ?? error;
     }
     await faultPoint('after-delta-commit');
+    const before = snapshot;
     snapshot = await latestSnapshot(target.tableRoot);
+    if (before && snapshot && before.metadata.schemaString !== snapshot.metadata.schemaString) {
+      const difference = schemaDifference(before.schema, snapshot.schema);
+      if (difference.added.length + difference.changed.length + difference.removed.length > 0)
+        options.observer?.schemaChange({ target, version: snapshot.version, ...difference });
+    }
     if (await autoCompact(target, options, snapshot)) snapshot = await latestSnapshot(target.tableRoot);
     totals.commits++;
     totals.inserted += plan.metrics.inserted;

@@ -17,7 +17,8 @@ export interface ScheduledPipeline {
   /** Pipelines with the same key never run a round at the same time (their gateway). */
   readonly exclusiveKey: string;
   readonly schedule: 'continuous' | { readonly cron: string };
-  readonly round: (signal: AbortSignal) => Promise<void>;
+  /** `retry`: consecutive failed rounds before this one (0 when the last round succeeded). */
+  readonly round: (signal: AbortSignal, retry: number) => Promise<void>;
 }
 
 export interface ScheduleOptions {
@@ -59,7 +60,7 @@ export async function runSchedules(
         if (wait !== undefined && wait > 0) await sleep(wait, options.signal);
         if (options.signal.aborted) break;
         try {
-          await exclusive(p.exclusiveKey, () => p.round(options.signal));
+          await exclusive(p.exclusiveKey, () => p.round(options.signal, failures));
           failures = 0;
           if (!cron) await sleep(options.continuousIntervalMs, options.signal);
         } catch (error) {

@@ -8,8 +8,10 @@ describe('superviseRounds', () => {
     const controller = new AbortController();
     const times: number[] = [];
     let calls = 0;
+    const retries: number[] = [];
     await superviseRounds(
-      async () => {
+      async (retry) => {
+        retries.push(retry);
         times.push(Date.now());
         calls++;
         if (calls <= 3) throw new TributaryError('SOURCE_UNREACHABLE', 'down');
@@ -24,6 +26,8 @@ describe('superviseRounds', () => {
       },
     );
     expect(calls).toBe(4);
+    // Each round knows which retry it is, so its pipeline_events row can say so.
+    expect(retries).toEqual([0, 1, 2, 3]);
     const gaps = times.slice(1).map((t, i) => t - (times[i] as number));
     // 20, 40, 80 ms: each wait at least the scheduled backoff.
     expect(gaps[0]).toBeGreaterThanOrEqual(19);

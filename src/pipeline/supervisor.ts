@@ -30,13 +30,17 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-export async function superviseRounds(round: () => Promise<void>, options: SuperviseOptions): Promise<void> {
+/** `round` is told how many rounds failed in a row before it (0: not a retry). */
+export async function superviseRounds(
+  round: (retry: number) => Promise<void>,
+  options: SuperviseOptions,
+): Promise<void> {
   const initial = options.initialBackoffMs ?? 1_000;
   const max = options.maxBackoffMs ?? 60_000;
   let failures = 0;
   while (!options.signal.aborted) {
     try {
-      await round();
+      await round(failures);
       failures = 0;
       await sleep(options.intervalMs, options.signal);
     } catch (error) {

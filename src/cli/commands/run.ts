@@ -41,7 +41,7 @@ export function registerRunCommand(program: Command, ctx: CliContext): void {
       // The round in progress sees the abort between segments and commits.
       await untilStopped(log, 'the current step', (signal) =>
         superviseRounds(
-          async () => report(await runRecordedRound(config, name, { signal, log, resources })),
+          async (retry) => report(await runRecordedRound(config, name, { signal, log, resources, retry })),
           {
             signal,
             log,

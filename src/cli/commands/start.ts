@@ -55,8 +55,8 @@ export function registerStartCommand(program: Command, ctx: CliContext): void {
               name,
               exclusiveKey: pipeline.gateway,
               schedule: pipeline.schedule,
-              round: async (signal: AbortSignal) => {
-                const report = await runRecordedRound(config, name, { signal, log, resources });
+              round: async (signal: AbortSignal, retry: number) => {
+                const report = await runRecordedRound(config, name, { signal, log, resources, retry });
                 for (const t of report.tables) {
                   ctx.stdout.write(`${name}: ${appliedLine(t)}`);
                 }
