@@ -40,7 +40,7 @@ export async function runRecordedRound(
     // A single round (run --once, refresh) shares its DuckDB with its recording like a long-running one, and
     // waits for the recording before it returns.
     await using own = new RoundResources();
-    return runRecordedRound(config, pipelineName, { ...options, resources: own });
+    return await runRecordedRound(config, pipelineName, { ...options, resources: own });
   }
   const resources = options.resources;
   const pipeline = pipelineOf(config, pipelineName);
@@ -189,6 +189,8 @@ class WorkEvents {
     if (!op) {
       op = this.events.begin({
         eventType: p.work === 'catch-up' ? 'catch_up' : p.work,
+        // The first report comes after the first chunk; the work started before it.
+        timestamp: new Date(Date.now() - p.elapsedMs),
         ...(p.work === 'catch-up' ? {} : { tableName: p.subject }),
         ...body,
       });

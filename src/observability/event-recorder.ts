@@ -9,12 +9,26 @@
  * a broken events table cannot pile up memory.
  */
 
-import { messageOf } from '../core/errors.js';
+import { messageOf, TributaryError } from '../core/errors.js';
+import { faultPoint } from '../pipeline/fault-injection.js';
 import type { Logger } from '../pipeline/logger.js';
 import { type EventState, type EventWrite, newEventId, type PipelineEvent } from './pipeline-events.js';
 
-/** Work still running after this long gets a RUNNING row. */
+/** Work still running after this long gets a RUNNING row (TRIBUTARY_RUNNING_EVENT_AFTER_SECONDS). */
 export const RUNNING_VISIBLE_AFTER_MS = 5_000;
+
+function runningVisibleAfterMs(): number {
+  const raw = process.env['TRIBUTARY_RUNNING_EVENT_AFTER_SECONDS'];
+  if (raw === undefined || raw === '') return RUNNING_VISIBLE_AFTER_MS;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 0) {
+    throw new TributaryError(
+      'USAGE',
+      `TRIBUTARY_RUNNING_EVENT_AFTER_SECONDS must be a number of seconds, not "${raw}".`,
+    );
+  }
+  return seconds * 1000;
+}
 /** A RUNNING row is rewritten with newer progress at most this often. */
 export const RUNNING_REFRESH_MS = 30_000;
 
@@ -51,7 +65,7 @@ export class EventRecorder {
   }
 
   /** Work that may run long: shown as RUNNING once it has run a while, replaced by its outcome. */
-  begin(body: EventBody, visibleAfterMs = RUNNING_VISIBLE_AFTER_MS): RunningOperation {
+  begin(body: EventBody, visibleAfterMs = runningVisibleAfterMs()): RunningOperation {
     return new RunningOperation(this, body, visibleAfterMs);
   }
 
@@ -66,6 +80,7 @@ export class EventRecorder {
     this.#replaces = [];
     this.#run(async () => {
       await this.#sink.write(batch);
+      if (batch.add.some((e) => e.state === 'RUNNING')) await faultPoint('after-running-event');
     });
   }
 

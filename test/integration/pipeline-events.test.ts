@@ -1,5 +1,6 @@
 /**
- * `system.lakeflow.pipeline_events`: every `tributary run` round leaves a row, and the checklist's and the
+ * `system.lakeflow.pipeline_events`: every `tributary run` round leaves a row, as does each table it applied,
+ * each schema change and each snapshot; long work shows RUNNING while it runs; the checklist's and the
  * workshop's queries over it run verbatim through `tributary sql`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,9 +52,18 @@ describe('system.lakeflow.pipeline_events', () => {
     expect(failed.code).not.toBe(0);
     await f.conn.query(`GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '${f.user}'@'127.0.0.1'`);
 
-    const rows = await f.sql(HISTORY);
-    expect(rows.map((r) => r['state'])).toEqual(['FAILED', 'COMPLETED', 'COMPLETED']);
-    const [last, second, first] = rows;
+    const history = await f.sql(HISTORY);
+    // Newest first: the failed round; the second round's table, the round; the first round's table, snapshot, round.
+    expect(history.map((r) => `${r['event_type']} ${r['state']}`)).toEqual([
+      'update FAILED',
+      'flow_progress COMPLETED',
+      'update COMPLETED',
+      'flow_progress COMPLETED',
+      'snapshot COMPLETED',
+      'update COMPLETED',
+    ]);
+    const rounds = history.filter((r) => r['event_type'] === 'update');
+    const [last, second, first] = rounds;
     expect(last?.['error_code']).toMatch(/^SOURCE_/);
     expect(last?.['level']).toBe('ERROR');
     expect(second).toMatchObject({
@@ -72,11 +82,21 @@ describe('system.lakeflow.pipeline_events', () => {
       gateway_name: 'gw',
       event_type: 'update',
     });
-    // One process run, one update id; another run, another id.
-    expect(new Set(rows.map((r) => r['update_id'])).size).toBe(3);
+    // One process run, one update id; another run, another id. A round's other rows share its id.
+    expect(new Set(rounds.map((r) => r['update_id'])).size).toBe(3);
+    expect(new Set(history.map((r) => r['update_id'])).size).toBe(3);
+    const flows = history.filter((r) => r['event_type'] === 'flow_progress');
+    expect(flows.map((r) => [r['table_name'], r['rows_inserted'], r['rows_updated']])).toEqual([
+      ['retail_analytics.bronze.t', 0, 1],
+      ['retail_analytics.bronze.t', 2, 0],
+    ]);
+    const snapshot = history.find((r) => r['event_type'] === 'snapshot');
+    expect(snapshot).toMatchObject({ changes_captured: 2, table_name: expect.stringMatching(/\.t$/) });
+    expect(String(snapshot?.['message'])).toMatch(/^snapshot of .*\.t: 2 rows in .* \(complete\)$/);
 
+    // Five operations of six succeeded.
     const [rate] = await f.sql(SUCCESS_RATE);
-    expect(Number(rate?.['success_rate'])).toBeCloseTo(66.67, 2);
+    expect(Number(rate?.['success_rate'])).toBeCloseTo(83.33, 2);
   });
 
   it('records an idle round as up to date (a continuous run records one at most every 10 minutes)', async () => {
@@ -88,5 +108,76 @@ describe('system.lakeflow.pipeline_events', () => {
     expect(Number(after)).toBe(Number(before) + 1);
     const [idle] = await f.sql(HISTORY);
     expect(idle).toMatchObject({ state: 'COMPLETED', message: 'up to date', rows_updated: 0 });
+  });
+
+  it('records a schema change with the columns it added', async () => {
+    await f.conn.query('ALTER TABLE t ADD COLUMN w INT');
+    await f.conn.query("INSERT INTO t VALUES (3, 'e', 7)");
+    await f.run();
+    const [change] = await f.sql(
+      "SELECT * FROM system.lakeflow.pipeline_events WHERE event_type = 'schema_change' ORDER BY timestamp DESC LIMIT 1",
+    );
+    expect(change).toMatchObject({ state: 'COMPLETED', table_name: 'retail_analytics.bronze.t' });
+    expect(String(change?.['message'])).toMatch(/^version \d+: added w$/);
+    expect(JSON.parse(String(change?.['details']))).toMatchObject({ added: ['w'], policy: 'evolve' });
+  });
+});
+
+describe('pipeline_events while long work runs', () => {
+  let f: PipelineFixture;
+
+  beforeAll(async () => {
+    f = await pipelineFixture({
+      prefix: 'events_running',
+      setup: async (conn) => {
+        await conn.query('CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(20))');
+        const values = Array.from({ length: 3000 }, (_, i) => `(${i + 1}, 'v${i + 1}')`);
+        await conn.query(`INSERT INTO big VALUES ${values.join(', ')}`);
+      },
+    });
+  });
+  afterAll(async () => {
+    await f?.[Symbol.asyncDispose]();
+  });
+
+  it('shows a round and its snapshot as RUNNING, and a kill -9 turns them FAILED with RUN_INTERRUPTED', async () => {
+    // RUNNING rows at once instead of after 5 s; the process dies as soon as the snapshot's row is durable.
+    const env = {
+      TRIBUTARY_RUNNING_EVENT_AFTER_SECONDS: '0',
+      TRIBUTARY_SNAPSHOT_CHUNK_ROWS: '200',
+    };
+    const killed = await f.cli(['run', 'p', '--once'], {
+      env: { ...env, TRIBUTARY_FAULT: 'after-running-event:2' },
+    });
+    expect(killed.signal ?? killed.code).toBe('SIGKILL');
+    const running = await f.sql(
+      "SELECT event_type, state, message FROM system.lakeflow.pipeline_events WHERE pipeline_name = 'p' ORDER BY event_type",
+    );
+    expect(running.map((r) => `${r['event_type']} ${r['state']}`)).toEqual([
+      'snapshot RUNNING',
+      'update RUNNING',
+    ]);
+    expect(String(running[0]?.['message'])).toMatch(/^snapshot of .*\.big: [\d,]+ of ~[\d,]+ rows/);
+
+    const resumed = await f.cli(['run', 'p', '--once'], { env });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const rows = await f.sql(
+      "SELECT event_type, state, error_code FROM system.lakeflow.pipeline_events WHERE pipeline_name = 'p' ORDER BY timestamp, event_type",
+    );
+    const seen = rows.map((r) => `${r['event_type']} ${r['state']} ${r['error_code'] ?? '-'}`);
+    // Nothing is left RUNNING: the killed round and its snapshot failed, the next round finished both.
+    expect(seen.filter((s) => s.includes('RUNNING'))).toEqual([]);
+    expect(seen.slice(0, 2).sort()).toEqual([
+      'snapshot FAILED RUN_INTERRUPTED',
+      'update FAILED RUN_INTERRUPTED',
+    ]);
+    expect(seen).toContain('snapshot COMPLETED -');
+    expect(seen).toContain('flow_progress COMPLETED -');
+    expect(seen.filter((s) => s.startsWith('update'))).toEqual([
+      'update FAILED RUN_INTERRUPTED',
+      'update COMPLETED -',
+    ]);
+    const [count] = await f.sql('SELECT count(*) AS n FROM retail_analytics.bronze.big');
+    expect(Number(count?.['n'])).toBe(3000);
   });
 });
