@@ -445,6 +445,7 @@ async function roundWith(
       retentionMs: gateway.staging_retention_days * 86_400_000,
       now: Date.now(),
       log: options.log,
+      urgent: captureFailed !== undefined,
     });
   } catch (error) {
     // The full staging volume is what stopped this run; the apply failure (already logged per table) is

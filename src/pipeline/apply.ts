@@ -20,7 +20,7 @@ import type { StructType } from '../delta/schema.js';
 import type { Snapshot } from '../delta/snapshot.js';
 import type { DuckDb } from '../engine/duckdb.js';
 import { storageSpace } from '../staging/fs-durable.js';
-import type { SegmentManifest, StagedTable } from '../staging/segment-format.js';
+import { newestSegmentOf, type SegmentManifest, type StagedTable } from '../staging/segment-format.js';
 import type { StagingVolume } from '../staging/staging-volume.js';
 import { faultPoint } from './fault-injection.js';
 import type { Logger } from './logger.js';
@@ -97,9 +97,7 @@ export function txnAppId(pipeline: string, destination: string): string {
 }
 
 export async function applyStaged(options: ApplyOptions): Promise<TableApplyReport[]> {
-  const manifests: SegmentManifest[] = [];
-  for (const seq of await options.volume.listSegments())
-    manifests.push(await options.volume.readManifest(seq));
+  const manifests = await manifestsToApply(options);
   // A snapshot's segments become applicable together, once its last segment is sealed.
   const completeEpochs = new Set(manifests.filter((m) => m.snapshot?.last).map((m) => m.snapshot?.epoch));
   const applicable = manifests.filter((m) => m.snapshot === null || completeEpochs.has(m.snapshot.epoch));
@@ -123,6 +121,27 @@ export async function applyStaged(options: ApplyOptions): Promise<TableApplyRepo
   }
   if (failures.length > 0) throw tablesFailed(failures, options.targets.length);
   return reports;
+}
+
+/**
+ * The manifests some target may still need: from the oldest segment a target has not applied, for the targets
+ * whose newest segment (the gateway state's index) is past what they applied. A quiet table costs nothing, and
+ * neither do the thousands of applied segments a long retention keeps: a round reads its backlog only.
+ */
+async function manifestsToApply(options: ApplyOptions): Promise<SegmentManifest[]> {
+  const newest = await options.volume.newestSegment();
+  if (newest === undefined) return [];
+  const state = (await options.volume.readManifest(newest)).state;
+  let from = newest + 1;
+  for (const target of options.targets) {
+    const last = newestSegmentOf(state, target.sourceKey);
+    const applied =
+      (await latestSnapshot(target.tableRoot))?.txnVersion(txnAppId(options.pipeline, target.destination)) ?? 0;
+    // A volume staged before the index existed: read everything, as before.
+    if (last === undefined) from = 1;
+    else if (last > applied) from = Math.min(from, applied + 1);
+  }
+  return options.volume.manifestsBetween(from, newest);
 }
 
 /**

@@ -12,7 +12,12 @@ import type { SourceConnector } from '../core/ports.js';
 import type { Position } from '../core/position.js';
 import { type Row, type TableId, type TableSchema, tableKey } from '../core/table.js';
 import type { DuckDb } from '../engine/duckdb.js';
-import type { GatewayState, SegmentManifest, StagedOp } from '../staging/segment-format.js';
+import {
+  afterSegment,
+  type GatewayState,
+  type SegmentManifest,
+  type StagedOp,
+} from '../staging/segment-format.js';
 import { toStagedText } from '../staging/staged-value.js';
 import type { SpilledPart, StagedRow, StagingVolume } from '../staging/staging-volume.js';
 import { faultPoint } from './fault-injection.js';
@@ -202,18 +207,19 @@ async function stageSnapshot(
     }
     const seq = state.seq + 1;
     const startAt = pending.position as Position;
+    const sealed = afterSegment(state, seq, rows.length > 0 || reset ? [key] : []);
     if (last) {
       const snapshotPositions = { ...state.snapshotPositions };
       for (const k of pending.tables) snapshotPositions[k] = startAt;
       state = {
         ...state,
-        seq,
+        ...sealed,
         pendingSnapshot: null,
         snapshotPositions,
         position: state.position ?? startAt,
       };
     } else {
-      state = { ...state, seq, pendingSnapshot: pending };
+      state = { ...state, ...sealed, pendingSnapshot: pending };
     }
     const tablesInSegment = new Map<
       string,
@@ -371,7 +377,7 @@ async function stageStream(
     if (draft.changes === 0 && now - (lastIdleSeal.get(options.volume.dir) ?? -Infinity) < idleSealMs) return;
     if (draft.changes === 0) lastIdleSeal.set(options.volume.dir, now);
     const seq = state.seq + 1;
-    state = { ...state, seq, position: draft.endPosition };
+    state = { ...state, ...afterSegment(state, seq, draft.tables.keys()), position: draft.endPosition };
     segments.push(
       await options.volume.writeSegment(options.db, {
         seq,

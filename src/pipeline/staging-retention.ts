@@ -5,7 +5,6 @@
  * checkpoint. A segment that is past retention but not yet applied is kept — data is never dropped — and
  * reported, because it means a pipeline has fallen behind.
  */
-import type { SegmentManifest } from '../staging/segment-format.js';
 import type { StagingVolume } from '../staging/staging-volume.js';
 import type { Logger } from './logger.js';
 
@@ -23,26 +22,42 @@ export interface RetentionReport {
   readonly overdue: ReadonlyArray<{ readonly seq: number; readonly waitingFor: readonly string[] }>;
 }
 
+/**
+ * Retention is checked at most this often per gateway and process, and at least ten times per retention
+ * period: segments expire by the day, and listing a long retention's directory costs a few tenths of a second.
+ */
+const CHECK_EVERY_MS = 10 * 60_000;
+const lastChecked = new Map<string, number>();
+
 export async function enforceStagingRetention(options: {
   readonly volume: StagingVolume;
   readonly progress: readonly TableProgress[];
   readonly retentionMs: number;
   readonly now: number;
   readonly log: Logger;
+  /** Check now whatever the interval says (the volume is full: space is wanted). */
+  readonly urgent?: boolean;
 }): Promise<RetentionReport> {
+  const checked = lastChecked.get(options.volume.dir);
+  const interval = Math.min(CHECK_EVERY_MS, options.retentionMs / 10);
+  if (!options.urgent && checked !== undefined && options.now - checked < interval)
+    return { deleted: [], overdue: [] };
+  lastChecked.set(options.volume.dir, options.now);
+
   const seqs = await options.volume.listSegments();
   const newest = seqs.at(-1);
-  const manifests: SegmentManifest[] = [];
-  for (const seq of seqs) manifests.push(await options.volume.readManifest(seq));
-  // A snapshot's segments belong together until it completes; none of them goes early.
-  const complete = new Set(manifests.filter((m) => m.snapshot?.last).map((m) => m.snapshot?.epoch));
+  if (newest === undefined) return { deleted: [], overdue: [] };
+  // Snapshots complete in order, so only the one under way (if any) has segments that must wait for it.
+  const pendingEpoch = (await options.volume.readManifest(newest)).state.pendingSnapshot?.epoch;
 
   const deleted: number[] = [];
   const overdue: Array<{ seq: number; waitingFor: string[] }> = [];
-  for (const m of manifests) {
-    if (m.seq === newest) continue;
-    if (m.snapshot && !complete.has(m.snapshot.epoch)) continue;
-    if (options.now - Date.parse(m.createdAt) < options.retentionMs) continue;
+  for (const seq of seqs) {
+    if (seq === newest) break;
+    const m = await options.volume.readManifest(seq);
+    // Segments are sealed in time order: the first one inside retention ends the search.
+    if (options.now - Date.parse(m.createdAt) < options.retentionMs) break;
+    if (m.snapshot && m.snapshot.epoch === pendingEpoch) continue;
     const waitingFor = Object.keys(m.tables).flatMap((key) =>
       options.progress
         .filter((p) => p.sourceKey === key && p.appliedSeq < m.seq)

@@ -41,6 +41,34 @@ export interface GatewayState {
   readonly pendingSnapshot: PendingSnapshot | null;
   /** Epoch counter for snapshots, so a restarted snapshot's segments are told apart from a crashed one's. */
   readonly snapshotEpoch: number;
+  /**
+   * Per source table, the newest segment that holds an entry for it (`last`), for every segment from `from`
+   * on. Apply reads no manifest of a table whose newest segment it has applied, so a quiet table costs nothing
+   * however many segments are retained. Volumes staged before it existed start it at their next segment
+   * (`from`); a table without an entry may have one in a segment before `from` (see {@link newestSegmentOf}).
+   */
+  readonly tableSeqs?: { readonly from: number; readonly last: Readonly<Record<string, number>> };
+}
+
+/** `state`'s counters after segment `seq`, holding entries for `tables`, is sealed. */
+export function afterSegment(
+  state: GatewayState,
+  seq: number,
+  tables: Iterable<string>,
+): Pick<GatewayState, 'seq' | 'tableSeqs'> {
+  const last = { ...(state.tableSeqs?.last ?? {}) };
+  for (const key of tables) last[key] = seq;
+  return { seq, tableSeqs: { from: state.tableSeqs?.from ?? seq, last } };
+}
+
+/**
+ * The newest segment that may hold an entry for the table: exact when the state indexes every segment, else
+ * an upper bound; undefined when the state has no index (every segment must be read).
+ */
+export function newestSegmentOf(state: GatewayState, sourceKey: string): number | undefined {
+  const index = state.tableSeqs;
+  if (!index) return state.seq === 0 ? 0 : undefined;
+  return index.last[sourceKey] ?? index.from - 1;
 }
 
 /**

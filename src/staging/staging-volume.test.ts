@@ -88,8 +88,14 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** What is under `.tmp/`, where unsealed segments are written. */
+async function unsealed(dir: string): Promise<string[]> {
+  return readdir(path.join(dir, '.tmp')).catch(() => []);
+}
+
 async function expectUnchanged(): Promise<void> {
-  expect((await readdir(volume.dir)).sort()).toEqual(['seg-000000000001']);
+  expect((await readdir(volume.dir)).filter((n) => !n.startsWith('.')).sort()).toEqual(['seg-000000000001']);
+  expect(await unsealed(volume.dir)).toEqual([]);
   expect(await volume.listSegments()).toEqual([1]);
   expect((await volume.loadState()).position).toBe(asPosition('00000001'));
 }
@@ -152,11 +158,18 @@ describe('StagingVolume.writeSegment on a full disk', () => {
   });
 
   it("removes a crashed writer's unsealed directory when the state is loaded", async () => {
-    const leftover = path.join(volume.dir, '.tmp-seg-000000000003-999999');
-    await mkdir(leftover);
+    const leftover = path.join(volume.dir, '.tmp', 'seg-000000000003-999999');
+    await mkdir(leftover, { recursive: true });
     await writeFile(path.join(leftover, 'part.parquet'), 'half');
     expect((await volume.loadState()).seq).toBe(2);
-    expect(await readdir(volume.dir)).not.toContain('.tmp-seg-000000000003-999999');
+    expect(await unsealed(volume.dir)).toEqual([]);
+    // One an earlier version left beside the sealed segments, in a volume this process has not loaded yet.
+    const older = new StagingVolume(path.join(dir, 'volume', 'older'), 'older');
+    await older.writeSegment(db, draft(1));
+    const legacy = path.join(older.dir, '.tmp-seg-000000000002-999999');
+    await mkdir(legacy);
+    expect((await older.loadState()).seq).toBe(1);
+    expect(await readdir(older.dir)).not.toContain('.tmp-seg-000000000002-999999');
   });
 });
 

@@ -1,0 +1,182 @@
+/**
+ * A long retention keeps many thousands of applied segments. A round must not pay for them: apply reads the
+ * manifests of its backlog only (the gateway state says which segment last held each table), the newest
+ * segment is found without listing the directory, and retention stops at the first segment it must keep.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { asPosition } from '../core/position.js';
+import type { TableSchema } from '../core/table.js';
+import { DuckDb } from '../engine/duckdb.js';
+import { afterSegment, type GatewayState, INITIAL_GATEWAY_STATE } from '../staging/segment-format.js';
+import { StagingVolume } from '../staging/staging-volume.js';
+import { type ApplyTarget, applyStaged } from './apply.js';
+import { silentLogger } from './logger.js';
+import { enforceStagingRetention } from './staging-retention.js';
+
+const schema = (table: string): TableSchema => ({
+  id: { schema: 'shop', table },
+  columns: [
+    { name: 'id', type: 'integer', nullable: false, sourceType: 'int' },
+    { name: 'v', type: 'string', nullable: true, sourceType: 'varchar(20)' },
+  ],
+  primaryKey: ['id'],
+});
+
+let dir: string;
+let db: DuckDb;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'staging-backlog-'));
+  db = await DuckDb.open();
+});
+
+afterAll(async () => {
+  await db?.[Symbol.asyncDispose]();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Seals one stream segment with an inserted row for each of `tables`, keeping the state as capture does. */
+async function seal(
+  volume: StagingVolume,
+  state: GatewayState,
+  tables: readonly string[],
+): Promise<GatewayState> {
+  const seq = state.seq + 1;
+  const next = {
+    ...state,
+    ...afterSegment(
+      state,
+      seq,
+      tables.map((t) => `shop.${t}`),
+    ),
+    position: asPosition(String(seq).padStart(8, '0')),
+  };
+  await volume.writeSegment(db, {
+    seq,
+    origin: 'stream',
+    snapshot: null,
+    startPosition: state.position,
+    endPosition: next.position,
+    firstCommitTime: new Date(),
+    lastCommitTime: new Date(),
+    tables: new Map(
+      tables.map((t) => [
+        `shop.${t}`,
+        {
+          schema: schema(t),
+          reset: false,
+          rows: [
+            {
+              ord: 0,
+              op: 'c' as const,
+              commitUs: BigInt(Date.now()) * 1000n,
+              row: { id: seq, v: `${t}${seq}` },
+            },
+          ],
+        },
+      ]),
+    ),
+    state: next,
+  });
+  return next;
+}
+
+const target = (table: string): ApplyTarget => ({
+  sourceKey: `shop.${table}`,
+  destination: `c.bronze.${table}`,
+  tableRoot: path.join(dir, 'warehouse', table),
+});
+
+async function apply(volume: StagingVolume, tables: readonly string[]) {
+  return applyStaged({
+    pipeline: 'p',
+    db,
+    volume,
+    targets: tables.map(target),
+    maxSegmentsPerCommit: 64,
+    signal: new AbortController().signal,
+    log: silentLogger,
+  });
+}
+
+describe('a round with many applied segments retained', () => {
+  it('reads the manifests of its backlog only, and none of a quiet table', async () => {
+    const volume = new StagingVolume(path.join(dir, 'volume', 'gw'), 'gw');
+    let state = await seal(volume, INITIAL_GATEWAY_STATE, ['quiet', 'busy']);
+    for (let i = 0; i < 29; i++) state = await seal(volume, state, ['busy']);
+    const first = await apply(volume, ['quiet', 'busy']);
+    expect(first.map((r) => [r.destination, r.inserted])).toEqual([
+      ['c.bronze.quiet', 1],
+      ['c.bronze.busy', 30],
+    ]);
+
+    state = await seal(volume, state, ['busy']);
+    const read = vi.spyOn(volume, 'readManifest');
+    const second = await apply(volume, ['quiet', 'busy']);
+    expect(second.map((r) => [r.destination, r.inserted])).toEqual([
+      ['c.bronze.quiet', 0],
+      ['c.bronze.busy', 1],
+    ]);
+    // The newest segment (for the state), then the one segment not applied yet: nothing of the other 30.
+    expect(new Set(read.mock.calls.map(([seq]) => seq))).toEqual(new Set([31]));
+    read.mockRestore();
+  });
+
+  it('finds the newest segment from its hint, following it past a stale one and listing without one', async () => {
+    const volume = new StagingVolume(path.join(dir, 'volume', 'gw'), 'gw');
+    const hint = path.join(volume.dir, '.newest-segment');
+    expect((await readFile(hint, 'utf8')).trim()).toBe('31');
+    for (const stale of ['5', '99', 'rubbish']) {
+      await writeFile(hint, stale);
+      expect(await volume.newestSegment()).toBe(31);
+      expect((await readFile(hint, 'utf8')).trim()).toBe('31');
+    }
+    await rm(hint);
+    expect(await volume.newestSegment()).toBe(31);
+    expect((await volume.loadState()).seq).toBe(31);
+  });
+
+  it('stops retention at the first segment inside retention, and checks at most every so often', async () => {
+    const volume = new StagingVolume(path.join(dir, 'volume', 'retained'), 'retained');
+    let state = INITIAL_GATEWAY_STATE;
+    for (let i = 0; i < 5; i++) state = await seal(volume, state, ['t']);
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 5; i++) state = await seal(volume, state, ['t']);
+    const sixth = Date.parse((await volume.readManifest(6)).createdAt);
+    const fifth = Date.parse((await volume.readManifest(5)).createdAt);
+    const now = sixth + 1;
+    const retentionMs = now - fifth - 1;
+    expect(retentionMs).toBeGreaterThan(0);
+    const progress = [{ pipeline: 'p', sourceKey: 'shop.t', appliedSeq: 10 }];
+    const read = vi.spyOn(volume, 'readManifest');
+    const report = await enforceStagingRetention({ volume, progress, retentionMs, now, log: silentLogger });
+    expect(report.deleted).toEqual([1, 2, 3, 4, 5]);
+    // The newest (for the state) and segments 1 to 6; 7 to 9 are never read.
+    expect([...new Set(read.mock.calls.map(([seq]) => seq))].sort((a, b) => a - b)).toEqual([
+      1, 2, 3, 4, 5, 6, 10,
+    ]);
+    read.mockRestore();
+
+    // Checked again too soon: nothing is looked at, though everything but the newest has expired by now.
+    const later = await enforceStagingRetention({
+      volume,
+      progress,
+      retentionMs,
+      now: now + 1,
+      log: silentLogger,
+    });
+    expect(later.deleted).toEqual([]);
+    const urgent = await enforceStagingRetention({
+      volume,
+      progress,
+      retentionMs: 0,
+      now: Date.now() + 1000,
+      log: silentLogger,
+      urgent: true,
+    });
+    expect(urgent.deleted).toEqual([6, 7, 8, 9]);
+  });
+});
