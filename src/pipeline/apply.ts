@@ -136,7 +136,8 @@ async function manifestsToApply(options: ApplyOptions): Promise<SegmentManifest[
   for (const target of options.targets) {
     const last = newestSegmentOf(state, target.sourceKey);
     const applied =
-      (await latestSnapshot(target.tableRoot))?.txnVersion(txnAppId(options.pipeline, target.destination)) ?? 0;
+      (await latestSnapshot(target.tableRoot))?.txnVersion(txnAppId(options.pipeline, target.destination)) ??
+      0;
     // A volume staged before the index existed: read everything, as before.
     if (last === undefined) from = 1;
     else if (last > applied) from = Math.min(from, applied + 1);
