@@ -173,7 +173,8 @@ export interface MergeTarget {
 /**
  * Creates the table's protocol and metadata, or evolves the existing schema to `incoming` (added columns, type
  * widening). Refuses a table whose layout (with or without the SCD type 2 history columns) is not the one the
- * pipeline asks for: switching `scd_type` needs a full refresh.
+ * pipeline asks for: switching `scd_type` takes a full refresh, whose snapshot replaces the table
+ * (replace-layout.ts).
  *
  * `replacesRows`: the commit removes every row of the table (a snapshot reset of an SCD type 1 table: a full
  * refresh, a TRUNCATE). A type change the table cannot follow is then no obstacle: like Delta's
@@ -203,7 +204,10 @@ export function prepareTarget(
         'CONFIG_INVALID',
         `The bronze table ${input.tableRoot} of ${name} was created ${wantsHistory ? 'without' : 'with'} history columns (${START_AT_COLUMN}, ${END_AT_COLUMN}), but the pipeline now asks for ${wantsHistory ? 'SCD_TYPE_2' : 'SCD_TYPE_1'}.`,
         {
-          hint: `Set scd_type back to ${wantsHistory ? 'SCD_TYPE_1' : 'SCD_TYPE_2'}, or start the table over: stop the pipeline, remove the bronze table's directory ${input.tableRoot}, and run \`tributary refresh <pipeline> --table ${name}\` (a new snapshot then creates the table as ${wantsHistory ? 'SCD_TYPE_2' : 'SCD_TYPE_1'}; the history kept so far goes with the old table).`,
+          hint:
+            columnMappingMode(snapshot.metadata, input.tableRoot) === 'none'
+              ? `Set scd_type back to ${wantsHistory ? 'SCD_TYPE_1' : 'SCD_TYPE_2'}, or run \`tributary refresh <pipeline> --table ${name}\`: its new snapshot replaces the table as ${wantsHistory ? 'SCD_TYPE_2' : 'SCD_TYPE_1'} in one commit (the table stays queryable meanwhile, and its earlier versions stay readable with VERSION AS OF).`
+              : `Set scd_type back to ${wantsHistory ? 'SCD_TYPE_1' : 'SCD_TYPE_2'}, or start the table over (it uses column mapping, whose field ids a new layout would not carry): stop the pipeline, remove the bronze table's directory ${input.tableRoot}, and run \`tributary refresh <pipeline> --table ${name}\`.`,
         },
       );
     }

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { planSnapshotLoad, type StagedPart } from '../bronze/load-snapshot.js';
 import { type MergeMetrics, type MergePlan, planMerge } from '../bronze/merge-changes.js';
 import { planHistoryMerge } from '../bronze/merge-history.js';
+import { layoutSwitched, replacingTable } from '../bronze/replace-layout.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { describeStorageFull, storageFullReason } from '../core/storage-full.js';
 import type { TableSchema } from '../core/table.js';
@@ -112,9 +113,10 @@ export async function applyStaged(options: ApplyOptions): Promise<TableApplyRepo
       reports.push(report);
       options.observer?.table({ target, startedAt, report });
     } catch (error) {
+      // Stopped by a signal is no failure of the table: the round's own row says it was cancelled.
+      if (options.signal.aborted) throw error;
       options.observer?.table({ target, startedAt, error });
       // One broken table must not hold back the others: their segments are applied, this one is reported.
-      if (options.signal.aborted) throw error;
       options.log.warn(`${target.destination}: apply failed: ${messageOf(error)}`);
       failures.push({ target, error });
     }
@@ -201,7 +203,16 @@ async function applyTable(
     let pending = manifests.filter((m) => m.seq > applied && m.tables[target.sourceKey] !== undefined);
     if (pending.length === 0) break;
     const isReset = (m: SegmentManifest) => m.tables[target.sourceKey]?.reset === true;
-    if (history) {
+    const newestShape = pending.at(-1)?.tables[target.sourceKey]?.schema;
+    // scd_type was switched: only a full refresh's snapshot can replace the table (replace-layout.ts), and
+    // what was staged before it is moot. Without one, the merge below refuses, saying to run the refresh.
+    const switching =
+      newestShape !== undefined &&
+      layoutSwitched(snapshot, newestShape, history) &&
+      pending.findLastIndex(isReset) >= 0;
+    if (switching) {
+      pending = pending.slice(pending.findLastIndex(isReset));
+    } else if (history) {
       // History is kept across a reset: everything before it is applied, and a reset only ever starts a batch.
       const nextReset = pending.findIndex((m, i) => i > 0 && isReset(m));
       if (nextReset > 0) pending = pending.slice(0, nextReset);
@@ -243,7 +254,8 @@ async function applyTable(
     try {
       const input = {
         tableRoot: target.tableRoot,
-        snapshot,
+        // A switched table is planned as a new one, then the plan replaces it whole.
+        snapshot: switching ? null : snapshot,
         source: newest,
         stagedFiles,
         stagedColumns,
@@ -260,6 +272,7 @@ async function applyTable(
             ...(options.snapshotRowsPerFile ? { rowsPerFile: options.snapshotRowsPerFile } : {}),
           })
         : await (history ? planHistoryMerge : planMerge)(options.db, input);
+      if (switching && snapshot) plan = replacingTable(snapshot, plan);
     } catch (error) {
       throw (await tableStorageFull(error, target, snapshot)) ?? error;
     }

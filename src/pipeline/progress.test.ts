@@ -65,7 +65,9 @@ describe('progress of long work', () => {
     expect(chunks.slice(-3)[2]).toMatch(/^\[######/);
     vi.advanceTimersByTime(1_000);
     log.progress?.(meter.at(100, true));
-    expect(chunks.at(-1)).toMatch(/INFO {2}snapshot of t: 100 rows in 3 s, 40 rows\/s \(complete\)\n$/);
+    expect(chunks.at(-1)).toMatch(
+      /INFO {2}snapshot of t: 100 rows \(estimated ~100\) in 3 s, 40 rows\/s \(complete\)\n$/,
+    );
     log.info('after');
     expect(chunks.at(-1)).toMatch(/INFO {2}after\n$/);
     expect(chunks.at(-2)).not.toMatch(/\[#/);
@@ -88,7 +90,7 @@ describe('progress of long work', () => {
       expect(chunks.map((c) => c.replace(/^\S+ /, ''))).toEqual([
         'INFO  snapshot of t: 100 of ~1,000 rows (10%), 10 rows/s, about 2 min left\n',
         'INFO  snapshot of t: 200 of ~1,000 rows (20%), 10 rows/s, about 80 s left\n',
-        'INFO  snapshot of t: 1,000 rows in 25 s, 40 rows/s (complete)\n',
+        'INFO  snapshot of t: 1,000 rows (estimated ~1,000) in 25 s, 40 rows/s (complete)\n',
       ]);
     }
   });

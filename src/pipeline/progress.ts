@@ -46,7 +46,13 @@ export class ProgressMeter {
   at(done: number, finished = false, fraction?: number): WorkProgress {
     const elapsedMs = Date.now() - this.#startedAt;
     const ratePerSecond = elapsedMs > 0 ? ((done - this.startDone) * 1000) / elapsedMs : 0;
-    const total = this.total !== undefined && this.total > 0 ? Math.max(this.total, done) : undefined;
+    // While running the estimate never shows below what is done; at the end it is shown as it was.
+    const total =
+      this.total !== undefined && this.total > 0
+        ? finished
+          ? this.total
+          : Math.max(this.total, done)
+        : undefined;
     let etaSeconds: number | undefined;
     if (finished) etaSeconds = 0;
     else if (total !== undefined && ratePerSecond > 0) etaSeconds = (total - done) / ratePerSecond;
@@ -81,7 +87,8 @@ export function describeProgress(p: WorkProgress): string {
   const share = shareDone(p);
   const parts: string[] = [];
   if (p.finished) {
-    parts.push(`${number(p.done)} ${p.unit} in ${formatDuration(p.elapsedMs / 1000)}`);
+    const estimate = p.total === undefined ? '' : ` (estimated ~${number(p.total)})`;
+    parts.push(`${number(p.done)} ${p.unit}${estimate} in ${formatDuration(p.elapsedMs / 1000)}`);
   } else if (p.total !== undefined) {
     parts.push(`${number(p.done)} of ~${number(p.total)} ${p.unit} (${Math.floor(100 * (share ?? 0))}%)`);
   } else if (share !== undefined) {
