@@ -15,8 +15,9 @@ import { isTributaryError, messageOf } from '../core/errors.js';
 import type { Position } from '../core/position.js';
 import { isDeltaTable, loadSnapshot } from '../delta/snapshot.js';
 import { txnAppId } from '../pipeline/apply.js';
-import type { SegmentManifest } from '../staging/segment-format.js';
+import type { GatewayState, SegmentManifest } from '../staging/segment-format.js';
 import { readSourceContact } from '../staging/source-contact.js';
+import type { StagingVolume } from '../staging/staging-volume.js';
 import { gatewayVolumeOf } from './gateway-volume.js';
 import { openSource } from './open-source.js';
 import { pipelineOf } from './pipeline-of.js';
@@ -92,10 +93,8 @@ export async function pipelineStatus(
 ): Promise<PipelineStatus> {
   const pipeline = pipelineOf(config, name);
   const { gateway, warehouse, volume } = gatewayVolumeOf(config, name);
-  const seqs = await volume.listSegments();
-  const manifests: SegmentManifest[] = [];
-  for (const seq of seqs) manifests.push(await volume.readManifest(seq));
-  const state = manifests.at(-1)?.state ?? null;
+  const staged = await stagedSegments(volume);
+  const state = staged.state;
 
   let sourcePosition: Position | null = null;
   let sourceError: string | null = null;
@@ -117,7 +116,7 @@ export async function pipelineStatus(
   const secondsSince = (iso: string) => Math.max(0, Math.round((now.getTime() - Date.parse(iso)) / 100) / 10);
 
   // Destinations: named tables, and for whole schemas every table the gateway has staged from them.
-  const stagedKeys = new Set(manifests.flatMap((m) => Object.keys(m.tables)));
+  const stagedKeys = staged.keys;
   const targets: Array<{ source: string; name: { catalog: string; schema: string; table: string } }> = [];
   for (const o of pipeline.objects) {
     if ('table' in o) {
@@ -147,14 +146,12 @@ export async function pipelineStatus(
     const root = warehouse.tablePath(t.name);
     const snapshot = (await isDeltaTable(root)) ? await loadSnapshot(root) : null;
     const applied = snapshot?.txnVersion(txnAppId(name, destination)) ?? 0;
-    const holding = manifests.filter((m) => m.tables[t.source] !== undefined);
-    const appliedManifest = [...holding].reverse().find((m) => m.seq <= applied);
-    const newest = holding.at(-1);
+    const { appliedManifest, newest, pending } = await staged.ofTable(t.source, applied);
     const appliedThrough = appliedManifest?.lastCommitTime ?? null;
     const newestTime = newest?.lastCommitTime ?? null;
     // Bronze holds every change committed before the oldest staged change not applied yet (if any), and
     // staging every change committed before capturedThrough.
-    const firstPending = holding.find((m) => m.seq > applied);
+    const firstPending = pending[0];
     const completeThrough = [lag.capturedThrough, firstPending?.firstCommitTime ?? null]
       .filter((t): t is string => t !== null)
       .sort()[0];
@@ -163,7 +160,7 @@ export async function pipelineStatus(
       source: t.source,
       version: snapshot?.version ?? null,
       appliedSegment: applied,
-      pendingSegments: holding.filter((m) => m.seq > applied).length,
+      pendingSegments: pending.length,
       appliedThrough,
       applyLagSeconds:
         appliedThrough && newestTime
@@ -196,13 +193,8 @@ export async function pipelineStatus(
     sourceReachable: sourceError === null,
     sourceError,
     lag,
-    stagedSegments: seqs.length,
-    newestStagedCommit:
-      manifests
-        .filter((m) => Object.keys(m.tables).length > 0)
-        .map((m) => m.lastCommitTime)
-        .filter((t): t is string => t !== null)
-        .at(-1) ?? null,
+    stagedSegments: staged.count,
+    newestStagedCommit: staged.newestCommit,
     snapshot: state?.pendingSnapshot
       ? {
           rowsStaged: state.pendingSnapshot.rows,
@@ -303,5 +295,85 @@ export function captureLag(input: {
     capturedThrough: contact.at,
     ...reached,
     reason: `behind the source: every change committed before ${contact.at} (the last catch-up round) is staged; later ones may not be yet`,
+  };
+}
+
+/** What status needs of the staged segments, per table: the manifest it applied last, its newest, its backlog. */
+interface StagedSegments {
+  readonly state: GatewayState | null;
+  readonly count: number;
+  /** Every source table the gateway has staged (schema objects show them all). */
+  readonly keys: ReadonlySet<string>;
+  /** The newest source commit of a segment that holds changes. */
+  readonly newestCommit: string | null;
+  ofTable(
+    sourceKey: string,
+    applied: number,
+  ): Promise<{
+    appliedManifest: SegmentManifest | undefined;
+    newest: SegmentManifest | undefined;
+    pending: SegmentManifest[];
+  }>;
+}
+
+/**
+ * With the gateway state's index of each table's newest segment, only each table's backlog and a few
+ * manifests are read, however many segments retention keeps; a volume staged before the index existed is read
+ * whole, as it always was.
+ */
+async function stagedSegments(volume: StagingVolume): Promise<StagedSegments> {
+  const seqs = await volume.listSegments();
+  const newestSeq = seqs.at(-1);
+  const state = newestSeq === undefined ? null : (await volume.readManifest(newestSeq)).state;
+  const index = state?.tableSeqs;
+  const holds = (key: string) => (m: SegmentManifest) => m.tables[key] !== undefined;
+  if (!state || !index || index.from > (seqs[0] ?? 1)) {
+    const manifests: SegmentManifest[] = [];
+    for (const seq of seqs) manifests.push(await volume.readManifest(seq));
+    return {
+      state,
+      count: seqs.length,
+      keys: new Set(manifests.flatMap((m) => Object.keys(m.tables))),
+      newestCommit:
+        manifests
+          .filter((m) => Object.keys(m.tables).length > 0)
+          .map((m) => m.lastCommitTime)
+          .filter((t): t is string => t !== null)
+          .at(-1) ?? null,
+      async ofTable(key, applied) {
+        const holding = manifests.filter(holds(key));
+        return {
+          appliedManifest: [...holding].reverse().find((m) => m.seq <= applied),
+          newest: holding.at(-1),
+          pending: holding.filter((m) => m.seq > applied),
+        };
+      },
+    };
+  }
+  const present = new Set(seqs);
+  const read = async (seq: number) => (present.has(seq) ? volume.readManifest(seq) : undefined);
+  let newestCommit: string | null = null;
+  for (let i = seqs.length - 1; i >= 0 && newestCommit === null; i--) {
+    const m = await volume.readManifest(seqs[i] as number);
+    if (Object.keys(m.tables).length > 0) newestCommit = m.lastCommitTime;
+  }
+  return {
+    state,
+    count: seqs.length,
+    keys: new Set(Object.keys(index.last)),
+    newestCommit,
+    async ofTable(key, applied) {
+      const last = index.last[key] ?? 0;
+      const pending =
+        last > applied ? (await volume.manifestsBetween(applied + 1, last)).filter(holds(key)) : [];
+      // Apply's txn version is the last segment of its batch, which holds the table.
+      const appliedManifest = applied > 0 ? await read(applied) : undefined;
+      const newest = last > 0 ? await read(last) : undefined;
+      return {
+        appliedManifest: appliedManifest && holds(key)(appliedManifest) ? appliedManifest : undefined,
+        newest,
+        pending,
+      };
+    },
   };
 }
