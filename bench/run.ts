@@ -13,6 +13,7 @@ const BENCHES: Record<string, () => Promise<Record<string, unknown>>> = {
   'delta-log': async () => (await import('./delta-log.bench.js')).benchDeltaLog(),
   'delta-merge': async () => (await import('./delta-merge.bench.js')).benchDeltaMerge(),
   'postgres-source': async () => (await import('./postgres-source.bench.js')).benchPostgresSource(),
+  'staging-backlog': async () => (await import('./staging-backlog.bench.js')).benchStagingBacklog(),
   // The snapshot bench leaves its largest bronze tables for the scale bench, so it runs first.
   'pipeline-snapshot': async () => (await import('./pipeline-snapshot.bench.js')).benchPipelineSnapshot(),
   'pipeline-scale': async () => (await import('./pipeline-scale.bench.js')).benchPipelineScale(),

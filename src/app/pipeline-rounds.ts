@@ -15,11 +15,7 @@ import { Warehouse } from '../catalog/warehouse.js';
 import type { TributaryConfig } from '../config/load-config.js';
 import { isTributaryError, messageOf } from '../core/errors.js';
 import { type EventBody, EventRecorder, type RunningOperation } from '../observability/event-recorder.js';
-import {
-  appendPipelineEvents,
-  type PipelineEvent,
-  worthRecording,
-} from '../observability/pipeline-events.js';
+import { appendPipelineEvents, worthRecording } from '../observability/pipeline-events.js';
 import type { ApplyObserver } from '../pipeline/apply.js';
 import type { Logger } from '../pipeline/logger.js';
 import { describeProgress, type WorkProgress } from '../pipeline/progress.js';
@@ -135,34 +131,19 @@ export async function runRecordedRound(
       })),
     }),
   };
-  round.end(outcome, !worthRecording(roundEvent(pipelineName, outcome)));
-  events.flush();
-  return report;
-}
-
-/** Enough of a round's outcome for {@link worthRecording}. */
-function roundEvent(pipelineName: string, body: EventBody): PipelineEvent {
-  return {
-    eventId: '',
+  const worth = worthRecording({
     pipelineName,
-    gatewayName: '',
-    updateId,
     timestamp: new Date(),
     eventType: 'update',
-    state: body.state ?? 'COMPLETED',
-    message: body.message,
-    errorCode: null,
-    durationMs: 0,
-    changesCaptured: body.changesCaptured ?? 0,
-    rowsInserted: body.rowsInserted ?? 0,
-    rowsUpdated: body.rowsUpdated ?? 0,
-    rowsDeleted: body.rowsDeleted ?? 0,
-    tablesApplied: 0,
-    tablesFailed: 0,
-    tableName: null,
-    lagMs: null,
-    details: null,
-  };
+    state: 'COMPLETED',
+    changesCaptured,
+    rowsInserted: sum('inserted'),
+    rowsUpdated: sum('updated'),
+    rowsDeleted: sum('deleted'),
+  });
+  round.end(outcome, !worth);
+  events.flush();
+  return report;
 }
 
 /** Snapshots, refreshes and catch-ups, from the progress capture reports. */

@@ -60,8 +60,8 @@ export class EventRecorder {
   }
 
   /** The row of a finished operation, written with the next flush. */
-  record(body: EventBody, eventId = newEventId()): void {
-    this.#pending.push(this.#event(eventId, body));
+  record(body: EventBody): void {
+    this.#pending.push(this.event(newEventId(), body));
   }
 
   /** Work that may run long: shown as RUNNING once it has run a while, replaced by its outcome. */
@@ -92,7 +92,7 @@ export class EventRecorder {
     this.#run(async () => {
       const { interruptedRound } = await this.#sink.write({ add: [], interrupted: { ...dead, message } });
       if (!interruptedRound)
-        await this.#sink.write({ add: [{ ...this.#event(newEventId(), round), ...dead }] });
+        await this.#sink.write({ add: [{ ...this.event(newEventId(), round), ...dead }] });
     });
   }
 
@@ -107,12 +107,8 @@ export class EventRecorder {
     if (replaces !== undefined) this.#replaces.push(replaces);
   }
 
-  /** @internal */
+  /** The row of `body` under this recorder's pipeline, gateway and update id. */
   event(eventId: string, body: EventBody): PipelineEvent {
-    return this.#event(eventId, body);
-  }
-
-  #event(eventId: string, body: EventBody): PipelineEvent {
     return {
       ...this.#base,
       eventId,

@@ -106,7 +106,19 @@ export function pipelineEventsPath(warehouse: Warehouse): string {
 const lastIdle = new Map<string, number>();
 
 /** Whether a round's outcome is worth a row now: anything but an idle success, or one now and then. */
-export function worthRecording(event: PipelineEvent): boolean {
+export function worthRecording(
+  event: Pick<
+    PipelineEvent,
+    | 'pipelineName'
+    | 'timestamp'
+    | 'eventType'
+    | 'state'
+    | 'changesCaptured'
+    | 'rowsInserted'
+    | 'rowsUpdated'
+    | 'rowsDeleted'
+  >,
+): boolean {
   const idle =
     event.eventType === 'update' &&
     event.state === 'COMPLETED' &&
