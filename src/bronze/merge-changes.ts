@@ -125,6 +125,13 @@ export interface MergePlan {
 /** The staged file a change came from (`read_parquet`'s filename column); with the ord, the source order. */
 export const FILE_COLUMN = '_tributary_file';
 /** The full refresh of a table whose types changed incompatibly: its new snapshot replaces the schema too. */
+/**
+ * Table property recording the key the bronze table's rows are stored by (comma-separated columns), so that a
+ * changed source key (or `primary_keys`) is found before a merge would duplicate rows. Tables created before
+ * it existed have none and are not checked.
+ */
+export const PRIMARY_KEY_PROPERTY = 'tributary.primaryKey';
+
 function fullRefreshHint(sourceTable: string): string {
   return `A full refresh of the table is needed: run \`tributary refresh <pipeline> --table ${sourceTable}\`. The bronze table stays queryable with its old types until the new snapshot replaces it, schema and rows, in one commit.`;
 }
@@ -179,20 +186,33 @@ export interface MergeTarget {
  * `replacesRows`: the commit removes every row of the table (a snapshot reset of an SCD type 1 table: a full
  * refresh, a TRUNCATE). A type change the table cannot follow is then no obstacle: like Delta's
  * `overwriteSchema`, the table takes `incoming` as its schema, which is how a full refresh repairs it.
+ *
+ * The key the rows are stored by is recorded ({@link PRIMARY_KEY_PROPERTY}); a batch keyed otherwise is
+ * refused unless it starts with a reset, which records the new key. Changes a new snapshot would resolve (a
+ * type the table cannot follow, a new key) are `SOURCE_SCHEMA_CHANGED` with retry `resnapshot`.
  */
 export function prepareTarget(
   input: MergeInput,
   incoming: StructType,
-  options: { readonly replacesRows?: boolean } = {},
+  options: {
+    readonly replacesRows?: boolean;
+    /**
+     * The batch starts with a reset (a snapshot, a TRUNCATE): every stored row is removed or, in a history
+     * table, closed, so the rows may be keyed anew. Implied by `replacesRows`.
+     */
+    readonly resets?: boolean;
+  } = {},
 ): MergeTarget {
+  const resets = options.resets ?? options.replacesRows === true;
   const snapshot = input.snapshot;
   const actions: Action[] = [];
   let schema: StructType;
   let protocol: Protocol;
   let metadata: Metadata;
+  const key = input.source.primaryKey.join(',');
   if (snapshot === null) {
     schema = incoming;
-    const configuration = { ...(input.tableProperties ?? {}) };
+    const configuration = { ...(input.tableProperties ?? {}), [PRIMARY_KEY_PROPERTY]: key };
     protocol = protocolFor(configuration, schema);
     metadata = newTableMetadata(schema, { configuration });
     actions.push({ protocol }, { metaData: metadata });
@@ -214,8 +234,14 @@ export function prepareTarget(
     const evolved = evolveSchema(snapshot.schema, incoming);
     // A column-mapped table's fields carry physical names and ids that a fresh schema would lack.
     const mapped = columnMappingMode(snapshot.metadata, input.tableRoot) !== 'none';
+    const recordedKey = snapshot.metadata.configuration[PRIMARY_KEY_PROPERTY];
+    const keyChanged = recordedKey !== undefined && recordedKey !== key;
     if (evolved.conflicts.length > 0 && options.replacesRows === true && !mapped) {
-      const replaced = { ...snapshot.metadata, schemaString: schemaString(incoming) };
+      const replaced = {
+        ...snapshot.metadata,
+        schemaString: schemaString(incoming),
+        configuration: { ...snapshot.metadata.configuration, [PRIMARY_KEY_PROPERTY]: key },
+      };
       const upgraded = protocolFor(replaced.configuration, incoming, { current: snapshot.protocol });
       if (JSON.stringify(upgraded) !== JSON.stringify(snapshot.protocol))
         actions.push({ protocol: upgraded });
@@ -232,11 +258,20 @@ export function prepareTarget(
       throw new TributaryError(
         'SOURCE_SCHEMA_CHANGED',
         `The source table ${name} changed column types in a way the bronze table ${input.tableRoot} cannot follow: ${evolved.conflicts.join('; ')}. Delta type widening allows only byte → short → integer → long, float → double, byte/short/integer → double, date → timestamp_ntz and wider decimals (integer types included).`,
-        {
-          hint: mapped
-            ? `The bronze table uses column mapping, whose field ids a new schema would not carry: stop the pipeline, remove the bronze table's directory ${input.tableRoot}, and run \`tributary refresh <pipeline> --table ${name}\` to create it anew.`
-            : fullRefreshHint(name),
-        },
+        mapped
+          ? {
+              hint: `The bronze table uses column mapping, whose field ids a new schema would not carry: stop the pipeline, remove the bronze table's directory ${input.tableRoot}, and run \`tributary refresh <pipeline> --table ${name}\` to create it anew.`,
+            }
+          : // A new snapshot resolves it: the pipeline requests one itself when its policy is evolve.
+            { hint: fullRefreshHint(name), retry: 'resnapshot' },
+      );
+    }
+    if (keyChanged && !resets) {
+      // Rows matched by the new key would not find the rows stored under the old one: merging would duplicate.
+      throw new TributaryError(
+        'SOURCE_SCHEMA_CHANGED',
+        `The primary key of ${name} changed from (${recordedKey}) to (${key}); the bronze table ${input.tableRoot} holds its rows by the old key, so changes cannot be merged into it.`,
+        { hint: fullRefreshHint(name), retry: 'resnapshot' },
       );
     }
     const policy = input.schemaEvolution ?? 'evolve';
@@ -275,8 +310,13 @@ export function prepareTarget(
       protocol = upgraded;
       metadata = { ...metadata, configuration };
     }
+    const rekey = keyChanged && resets;
+    if (rekey)
+      metadata = { ...metadata, configuration: { ...metadata.configuration, [PRIMARY_KEY_PROPERTY]: key } };
     if (!ignore && (evolved.added.length > 0 || evolved.widened.length > 0)) {
       metadata = { ...metadata, schemaString: schemaString(schema) };
+      actions.push({ metaData: metadata });
+    } else if (rekey) {
       actions.push({ metaData: metadata });
     }
   }

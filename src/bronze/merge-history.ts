@@ -50,6 +50,8 @@ const OP = '__h_op';
 const US = '__h_us';
 const FILE = '__h_file';
 const ORD = '__h_ord';
+// The working columns below (__h_n, __h_eff_us, __h_next_us, __h_base_us, __h_deletes_before) share the prefix,
+// so a source column named like one of them (`n` is common) cannot be mistaken for it.
 const UNCHANGED = '__h_unchanged';
 
 /** Source commit time in µs as a Delta `timestamp`. */
@@ -76,6 +78,8 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
   const { actions, schema, mergeOnRead } = prepareTarget(
     input,
     bronzeSchema(input.source, { history: true }),
+    // A reset closes every open row, so the rows after it may be keyed anew.
+    { resets: input.overwrite },
   );
   const reset = input.overwrite;
   if (reset && input.resetAtUs === undefined) {
@@ -184,7 +188,7 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
     // after a reset, which closed it).
     await session.run(
       `CREATE TEMP TABLE base AS
-       SELECT ${pkList}, ${reset ? 'NULL::BIGINT' : `max(epoch_us(${q(START_AT_COLUMN)}))`} AS base_us
+       SELECT ${pkList}, ${reset ? 'NULL::BIGINT' : `max(epoch_us(${q(START_AT_COLUMN)}))`} AS __h_base_us
          FROM (${openSql}) o GROUP BY ${pkList}`,
     );
     // Each change's time: its commit time, raised to the running maximum since the key's last delete (and to
@@ -194,15 +198,15 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
       `${q(OP)} <> 'd' AND NOT coalesce(list_contains(${q(UNCHANGED)}, ${quoteDuckString(f.name)}), false)`;
     await session.run(
       `CREATE TEMP TABLE ver AS
-       SELECT *, lead(eff_us) OVER (${byKey} ${inOrder}) AS next_us,
-              row_number() OVER (${byKey} ${inOrder}) AS n
+       SELECT *, lead(__h_eff_us) OVER (${byKey} ${inOrder}) AS __h_next_us,
+              row_number() OVER (${byKey} ${inOrder}) AS __h_n
          FROM (
-           SELECT *, greatest(max(${q(US)}) OVER (${byKey}, deletes_before ${inOrder} ROWS UNBOUNDED PRECEDING),
-                              CASE WHEN deletes_before = 0 THEN base_us END) AS eff_us
+           SELECT *, greatest(max(${q(US)}) OVER (${byKey}, __h_deletes_before ${inOrder} ROWS UNBOUNDED PRECEDING),
+                              CASE WHEN __h_deletes_before = 0 THEN __h_base_us END) AS __h_eff_us
              FROM (
-               SELECT c.*, b.base_us,
+               SELECT c.*, b.__h_base_us,
                       coalesce(sum(CASE WHEN ${q(OP)} = 'd' THEN 1 ELSE 0 END)
-                        OVER (${byKey} ${inOrder} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS deletes_before
+                        OVER (${byKey} ${inOrder} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS __h_deletes_before
                       ${partialColumns
                         .map(
                           (f) =>
@@ -218,13 +222,13 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
     const closedCols = fields
       .map((f) =>
         f.name === END_AT_COLUMN
-          ? `${timestampOf(reset ? `greatest(${resetUs}, epoch_us(o.${q(START_AT_COLUMN)}))` : 'v.eff_us')} AS ${q(f.name)}`
+          ? `${timestampOf(reset ? `greatest(${resetUs}, epoch_us(o.${q(START_AT_COLUMN)}))` : 'v.__h_eff_us')} AS ${q(f.name)}`
           : `o.${q(f.name)}`,
       )
       .join(', ');
     const closed = reset
       ? `SELECT ${closedCols} FROM (${openSql}) o`
-      : `SELECT ${closedCols} FROM (${openSql}) o JOIN (SELECT * FROM ver WHERE n = 1) v USING (${pkList})`;
+      : `SELECT ${closedCols} FROM (${openSql}) o JOIN (SELECT * FROM ver WHERE __h_n = 1) v USING (${pkList})`;
 
     // The new versions. A column an update left unchanged takes the key's latest value sent in the batch, else
     // the stored open row's.
@@ -233,8 +237,8 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
       .map((f) => {
         const name = q(f.name);
         if (f.name === COMMIT_TIMESTAMP_COLUMN) return `${timestampOf(`v.${q(US)}`)} AS ${name}`;
-        if (f.name === START_AT_COLUMN) return `${timestampOf('v.eff_us')} AS ${name}`;
-        if (f.name === END_AT_COLUMN) return `${timestampOf('v.next_us')} AS ${name}`;
+        if (f.name === START_AT_COLUMN) return `${timestampOf('v.__h_eff_us')} AS ${name}`;
+        if (f.name === END_AT_COLUMN) return `${timestampOf('v.__h_next_us')} AS ${name}`;
         if (partialColumns.includes(f))
           return `CASE WHEN v.${latest(f)} IS NULL THEN s.${name} ELSE v.${latest(f)}.v END AS ${name}`;
         return `v.${name}`;

@@ -1,4 +1,6 @@
 /**
+ * Tables a full refresh must replace whole rather than merge into.
+ *
  * Switching a table's `scd_type` (SCD_TYPE_1 ↔ SCD_TYPE_2) changes its layout: a history table has
  * `__START_AT` and `__END_AT` and a row per version, a current-state table neither. No merge can turn one
  * into the other, so the switch happens at the table's next full refresh (`tributary refresh <pipeline>
@@ -13,7 +15,7 @@ import { removeOf } from '../delta/operations/optimize.js';
 import { parseSchema } from '../delta/schema.js';
 import type { Snapshot } from '../delta/snapshot.js';
 import { protocolFor } from '../delta/table-features.js';
-import { hasHistoryColumns } from './bronze-schema.js';
+import { bronzeSchema, evolveSchema, hasHistoryColumns } from './bronze-schema.js';
 import type { MergePlan } from './merge-changes.js';
 
 /** The existing table's layout is not the one the pipeline wants now, and a refresh may replace it. */
@@ -22,6 +24,19 @@ export function layoutSwitched(snapshot: Snapshot | null, source: TableSchema, h
     snapshot !== null &&
     hasHistoryColumns(snapshot.schema, source) !== history &&
     columnMappingMode(snapshot.metadata, snapshot.tableRoot) === 'none'
+  );
+}
+
+/**
+ * A history table whose column types changed beyond what Delta can widen: closing its rows cannot carry them
+ * over (a history table keeps its rows across a reset), so a refresh replaces it whole, like a layout switch.
+ */
+export function historyCannotEvolve(snapshot: Snapshot | null, source: TableSchema): boolean {
+  return (
+    snapshot !== null &&
+    hasHistoryColumns(snapshot.schema, source) &&
+    columnMappingMode(snapshot.metadata, snapshot.tableRoot) === 'none' &&
+    evolveSchema(snapshot.schema, bronzeSchema(source, { history: true })).conflicts.length > 0
   );
 }
 

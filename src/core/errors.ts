@@ -57,7 +57,7 @@ export const ERROR_CODES = {
   },
   SOURCE_SCHEMA_CHANGED: {
     retry: 'fatal',
-    doc: 'A source table changed shape in a way the pipeline cannot follow.',
+    doc: "A source table changed shape in a way its bronze table cannot follow: a type Delta cannot widen to, a new primary key, or any change under schema_evolution: fail. Under evolve the pipeline asks for the table's full refresh itself (the error is then transient and the next round replaces the table); otherwise the table stops until `tributary refresh <pipeline> --table <t>`.",
   },
   SOURCE_QUERY_FAILED: { retry: 'transient', doc: 'A query against the source failed.' },
   RUN_INTERRUPTED: {

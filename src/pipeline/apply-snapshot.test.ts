@@ -211,12 +211,18 @@ describe('applyStaged on a snapshot', () => {
     // ALTER TABLE ... MODIFY name INT: a streamed change cannot go into the string column.
     const changed = await stage('retyped', [{ schema: number, rows: [['u', { id: '1', name: '7' }]] }], 2);
     const refused = await apply(changed, target, 10).catch((e: unknown) => e);
-    expect(refused).toMatchObject({ code: 'SOURCE_SCHEMA_CHANGED' });
-    expect(String((refused as { hint?: string }).hint)).toContain(
+    // schema_evolution is evolve (the default): the table's full refresh is requested, and the round retries.
+    expect(refused).toMatchObject({ code: 'SOURCE_SCHEMA_CHANGED', retry: 'transient' });
+    expect(String((refused as Error).message)).toContain('A full refresh of the table was requested');
+    expect(await changed.refreshRequests()).toEqual([KEY]);
+    // Under fail, the table stops, and the error names the refresh to run.
+    const stopped = await apply(changed, { ...target, schemaEvolution: 'fail' }, 10).catch((e: unknown) => e);
+    expect(stopped).toMatchObject({ code: 'SOURCE_SCHEMA_CHANGED', retry: 'resnapshot' });
+    expect(String((stopped as { hint?: string }).hint)).toContain(
       'tributary refresh <pipeline> --table shop.items',
     );
 
-    // tributary refresh: a new snapshot of the table, with the new type.
+    // The refresh: a new snapshot of the table, with the new type.
     await apply(await stage('retyped', [wholeSnapshot(number, 2, { id: '1', name: '8' })], 3), target, 10);
     const table = await loadSnapshot(root);
     expect(table.schema.fields.map((f) => [f.name, f.type])).toEqual([

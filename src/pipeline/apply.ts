@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { planSnapshotLoad, type StagedPart } from '../bronze/load-snapshot.js';
 import { type MergeMetrics, type MergePlan, planMerge } from '../bronze/merge-changes.js';
 import { planHistoryMerge } from '../bronze/merge-history.js';
-import { layoutSwitched, replacingTable } from '../bronze/replace-layout.js';
+import { historyCannotEvolve, layoutSwitched, replacingTable } from '../bronze/replace-layout.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import { describeStorageFull, storageFullReason } from '../core/storage-full.js';
 import type { TableSchema } from '../core/table.js';
@@ -204,12 +204,14 @@ async function applyTable(
     if (pending.length === 0) break;
     const isReset = (m: SegmentManifest) => m.tables[target.sourceKey]?.reset === true;
     const newestShape = pending.at(-1)?.tables[target.sourceKey]?.schema;
-    // scd_type was switched: only a full refresh's snapshot can replace the table (replace-layout.ts), and
-    // what was staged before it is moot. Without one, the merge below refuses, saying to run the refresh.
+    // A table no merge can carry on (scd_type switched; a history table whose column types changed beyond
+    // widening) is replaced whole by a full refresh's snapshot (replace-layout.ts), and what was staged before
+    // it is moot. Without one, the merge below refuses, and the refresh is requested or named.
     const switching =
       newestShape !== undefined &&
-      layoutSwitched(snapshot, newestShape, history) &&
-      pending.findLastIndex(isReset) >= 0;
+      pending.findLastIndex(isReset) >= 0 &&
+      (layoutSwitched(snapshot, newestShape, history) ||
+        (history && historyCannotEvolve(snapshot, newestShape)));
     if (switching) {
       pending = pending.slice(pending.findLastIndex(isReset));
     } else if (history) {
@@ -274,6 +276,8 @@ async function applyTable(
         : await (history ? planHistoryMerge : planMerge)(options.db, input);
       if (switching && snapshot) plan = replacingTable(snapshot, plan);
     } catch (error) {
+      if (isTributaryError(error) && error.retry === 'resnapshot')
+        throw await refreshForChange(options, target, error);
       throw (await tableStorageFull(error, target, snapshot)) ?? error;
     }
     await faultPoint('before-delta-commit');
@@ -329,6 +333,33 @@ async function applyTable(
     `${target.destination}: ${totals.commits} commit(s), +${totals.inserted} ~${totals.updated} -${totals.deleted} rows`,
   );
   return { destination: target.destination, ...totals, version: snapshot?.version ?? null };
+}
+
+/**
+ * A change only a new snapshot resolves (a type the table cannot follow, a new primary key). Under
+ * `schema_evolution: evolve` the pipeline asks for that snapshot itself: a full refresh of the table, which
+ * the next round takes while the table stays queryable, so the error is transient. Under `fail` or `ignore`
+ * the table stops with the error, which names the refresh to run.
+ */
+async function refreshForChange(
+  options: ApplyOptions,
+  target: ApplyTarget,
+  error: TributaryError,
+): Promise<TributaryError> {
+  if ((target.schemaEvolution ?? 'evolve') !== 'evolve') return error;
+  await options.volume.requestRefresh([target.sourceKey]);
+  options.log.warn(
+    `${target.destination}: ${error.message} A full refresh of the table was requested (schema_evolution: evolve).`,
+  );
+  return new TributaryError(
+    error.code,
+    `${error.message} A full refresh of the table was requested (schema_evolution: evolve): the next round takes a new snapshot, which replaces the table in one commit; until then it stays queryable as it is.`,
+    {
+      retry: 'transient',
+      hint: 'Nothing to do: a running pipeline retries by itself; after `run --once`, run it again. Set schema_evolution: fail on the pipeline to stop at such changes instead.',
+      cause: error,
+    },
+  );
 }
 
 /** The source commit time (µs) of the reset that starts a segment's entry for a table. */

@@ -106,10 +106,12 @@ describe('tributary refresh', () => {
     const stopped = await f.cli(['run', 'p', '--once']);
     expect(stopped.code).not.toBe(0);
     expect(stopped.stderr).toContain('SOURCE_SCHEMA_CHANGED');
-    expect(stopped.stderr).toMatch(/tributary refresh <pipeline> --table \S+\.typed/);
+    // schema_evolution is evolve (the default): the pipeline asked for the refresh itself.
+    expect(stopped.stderr).toContain('A full refresh of the table was requested');
 
-    const r = await f.cli(['refresh', 'p', '--table', 'typed']);
+    const r = await f.cli(['run', 'p', '--once'], { env: SMALL });
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('full refresh of');
     await expectEqual('typed');
     const table = await loadSnapshot(join(f.dir, 'lakehouse', 'retail_analytics', 'bronze', 'typed'));
     expect(table.schema.fields.find((c) => c.name === 'code')?.type).toBe('string');

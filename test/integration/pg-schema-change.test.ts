@@ -6,7 +6,8 @@
  * - ADD COLUMN: the column is added to bronze and carries the values the log shows;
  * - DROP COLUMN: the column stays in bronze (columns are only ever added) and is NULL for rows staged after;
  * - int → bigint: the bronze column is widened in place (Delta type widening) and keeps every value;
- * - an incompatible change (bigint → text) stops the table with SOURCE_SCHEMA_CHANGED, the rest applied.
+ * - an incompatible change (bigint → text) stops the table with SOURCE_SCHEMA_CHANGED, the rest applied, and
+ *   the next run replaces the table by the full refresh the first one asked for.
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -151,5 +152,11 @@ describe('PostgreSQL column changes between runs', () => {
     expect(r.stderr).toMatch(/full refresh/i);
     // Applied; seen at its newest version, since the failing table holds the consistent cut back.
     await expectEqualToSource(f, 'other', { latest: true });
+    expect(r.stderr).toContain('A full refresh of the table was requested (schema_evolution: evolve)');
+    // The next run takes that refresh: a new snapshot replaces the table, text column and all.
+    const next = await f.cli(['run', 'p', '--once']);
+    expect(next.code, next.stderr).toBe(0);
+    await expectEqualToSource(f, 't');
+    await expectEqualToSource(f, 'other');
   });
 });
