@@ -14,7 +14,12 @@ import { randomUUID } from 'node:crypto';
 import { Warehouse } from '../catalog/warehouse.js';
 import type { TributaryConfig } from '../config/load-config.js';
 import { isTributaryError, messageOf } from '../core/errors.js';
-import { type EventBody, EventRecorder, type RunningOperation } from '../observability/event-recorder.js';
+import {
+  type EventBody,
+  EventRecorder,
+  type RunningOperation,
+  runningVisibleAfterMs,
+} from '../observability/event-recorder.js';
 import { appendPipelineEvents, worthRecording } from '../observability/pipeline-events.js';
 import type { ApplyObserver } from '../pipeline/apply.js';
 import type { Logger } from '../pipeline/logger.js';
@@ -32,13 +37,22 @@ export async function runRecordedRound(
   pipelineName: string,
   options: RunOnceOptions,
 ): Promise<RunReport> {
-  if (!options.resources) {
-    // A single round (run --once, refresh) shares its DuckDB with its recording like a long-running one, and
-    // waits for the recording before it returns.
-    await using own = new RoundResources();
-    return await runRecordedRound(config, pipelineName, { ...options, resources: own });
-  }
-  const resources = options.resources;
+  if (options.resources) return recordedRound(config, pipelineName, options, options.resources);
+  // A single round (run --once, refresh) is a run of its own: its start is recorded at once (one commit more
+  // for a whole process run). It shares its DuckDB with its recording like a long-running one, and waits for
+  // the recording before it returns.
+  await using own = new RoundResources();
+  return await recordedRound(config, pipelineName, options, own, { startShownAfterMs: 0 });
+}
+
+async function recordedRound(
+  config: TributaryConfig,
+  pipelineName: string,
+  options: RunOnceOptions,
+  resources: RoundResources,
+  /** When the round's RUNNING row is written; default: once it has run a few seconds (event-recorder.ts). */
+  timing: { readonly startShownAfterMs?: number } = {},
+): Promise<RunReport> {
   const pipeline = pipelineOf(config, pipelineName);
   const warehouse = new Warehouse(config.warehouse);
   const events = new EventRecorder(
@@ -50,11 +64,15 @@ export async function runRecordedRound(
     },
   );
   const retry = options.retry ?? 0;
-  const round = events.begin({
-    eventType: 'update',
-    message: retry > 0 ? `retry ${retry}: running` : 'running',
-    ...(retry > 0 ? { details: JSON.stringify({ retry }) } : {}),
-  });
+  // Shown only once the round holds the gateway's lock (onLocked below).
+  const round = events.begin(
+    {
+      eventType: 'update',
+      message: retry > 0 ? `retry ${retry}: running` : 'running',
+      ...(retry > 0 ? { details: JSON.stringify({ retry }) } : {}),
+    },
+    Number.POSITIVE_INFINITY,
+  );
   const work = new WorkEvents(events);
   const log: Logger = {
     info: (m) => options.log.info(m),
@@ -65,23 +83,30 @@ export async function runRecordedRound(
     },
   };
   const flows = new FlowEvents(events);
-  let report: RunReport;
-  try {
-    report = await runPipelineOnce(config, pipelineName, {
-      ...options,
-      log,
-      updateId,
-      observer: flows,
-      onCrashedRound: async (dead) => recordCrashedRound(events, options, pipelineName, dead),
-    });
-  } catch (error) {
+  let finished = false;
+  /**
+   * Records the round's outcome. Runs before the round lets go of the gateway's lock: when the round shows a
+   * RUNNING row, its outcome is written before the lock is free, since a process killed after that could
+   * never be taken over, and its RUNNING row would stay. Otherwise the write goes on in the background.
+   */
+  const finish = async (ended: { report: RunReport } | { error: unknown }): Promise<void> => {
+    if (finished) return;
+    finished = true;
+    await ('report' in ended ? completed(ended.report) : failed(ended.error));
+  };
+  // Short rounds' rows: the next round need not wait for them.
+  const writeInBackground = () => {
+    void events.flush();
+    return Promise.resolve();
+  };
+  const failed = (error: unknown): Promise<void> => {
     const cancelled = options.signal.aborted;
     const outcome = {
       state: cancelled ? ('CANCELED' as const) : ('FAILED' as const),
       errorCode: isTributaryError(error) ? error.code : 'INTERNAL',
     };
     work.endAll({ ...outcome, message: cancelled ? 'stopped by a signal' : messageOf(error) });
-    round.end({
+    const written = round.end({
       ...outcome,
       message: `${retry > 0 ? `retry ${retry}: ` : ''}${cancelled ? 'stopped by a signal' : messageOf(error)}`,
       tablesApplied: flows.applied,
@@ -93,57 +118,74 @@ export async function runRecordedRound(
         retryable: isTributaryError(error) ? error.retry : 'fatal',
       }),
     });
-    events.flush();
+    return written ?? writeInBackground();
+  };
+  const completed = (report: RunReport): Promise<void> => {
+    work.endAll({ state: 'COMPLETED', message: 'complete' });
+    const sum = (k: 'inserted' | 'updated' | 'deleted') => report.tables.reduce((n, t) => n + t[k], 0);
+    const snapshotRows = report.capture.segments
+      .filter((s) => s.origin === 'snapshot')
+      .reduce((n, s) => n + Object.values(s.tables).reduce((m, t) => m + t.rows, 0), 0);
+    const changesCaptured = report.capture.changes + snapshotRows;
+    const newestCommit = report.capture.segments
+      .map((s) => (s.lastCommitTime === null ? undefined : Date.parse(s.lastCommitTime)))
+      .filter((t): t is number => t !== undefined)
+      .reduce<number | undefined>((a, b) => (a === undefined || b > a ? b : a), undefined);
+    const counts = {
+      changesCaptured,
+      rowsInserted: sum('inserted'),
+      rowsUpdated: sum('updated'),
+      rowsDeleted: sum('deleted'),
+    };
+    const worth = worthRecording({
+      pipelineName,
+      timestamp: new Date(),
+      eventType: 'update',
+      state: 'COMPLETED',
+      ...counts,
+    });
+    const written = round.end(
+      {
+        state: 'COMPLETED',
+        message: `${retry > 0 ? `retry ${retry}: ` : ''}${
+          changesCaptured === 0 && sum('inserted') + sum('updated') + sum('deleted') === 0
+            ? 'up to date'
+            : `${changesCaptured} change(s) captured; ${sum('inserted')} inserted, ${sum('updated')} updated, ${sum('deleted')} deleted`
+        }`,
+        ...counts,
+        tablesApplied: report.tables.length,
+        lagMs: newestCommit === undefined ? null : Date.now() - newestCommit,
+        details: JSON.stringify({
+          ...(retry > 0 ? { retry } : {}),
+          tables: report.tables.map((t) => ({
+            table: t.destination,
+            version: t.version,
+            inserted: t.inserted,
+            updated: t.updated,
+            deleted: t.deleted,
+          })),
+        }),
+      },
+      !worth,
+    );
+    return written ?? writeInBackground();
+  };
+  try {
+    return await runPipelineOnce(config, pipelineName, {
+      ...options,
+      resources,
+      log,
+      updateId,
+      observer: flows,
+      onCrashedRound: async (dead) => recordCrashedRound(events, options, pipelineName, dead),
+      onLocked: () => round.showAfter(timing.startShownAfterMs ?? runningVisibleAfterMs()),
+      beforeUnlock: finish,
+    });
+  } catch (error) {
+    // Failed before it held the lock (or while letting go of it): nothing to wait for.
+    void finish({ error });
     throw error;
   }
-  work.endAll({ state: 'COMPLETED', message: 'complete' });
-  const sum = (k: 'inserted' | 'updated' | 'deleted') => report.tables.reduce((n, t) => n + t[k], 0);
-  const snapshotRows = report.capture.segments
-    .filter((s) => s.origin === 'snapshot')
-    .reduce((n, s) => n + Object.values(s.tables).reduce((m, t) => m + t.rows, 0), 0);
-  const changesCaptured = report.capture.changes + snapshotRows;
-  const newestCommit = report.capture.segments
-    .map((s) => (s.lastCommitTime === null ? undefined : Date.parse(s.lastCommitTime)))
-    .filter((t): t is number => t !== undefined)
-    .reduce<number | undefined>((a, b) => (a === undefined || b > a ? b : a), undefined);
-  const outcome: EventBody & { state: 'COMPLETED' } = {
-    eventType: 'update',
-    state: 'COMPLETED',
-    message: `${retry > 0 ? `retry ${retry}: ` : ''}${
-      changesCaptured === 0 && sum('inserted') + sum('updated') + sum('deleted') === 0
-        ? 'up to date'
-        : `${changesCaptured} change(s) captured; ${sum('inserted')} inserted, ${sum('updated')} updated, ${sum('deleted')} deleted`
-    }`,
-    changesCaptured,
-    rowsInserted: sum('inserted'),
-    rowsUpdated: sum('updated'),
-    rowsDeleted: sum('deleted'),
-    tablesApplied: report.tables.length,
-    lagMs: newestCommit === undefined ? null : Date.now() - newestCommit,
-    details: JSON.stringify({
-      ...(retry > 0 ? { retry } : {}),
-      tables: report.tables.map((t) => ({
-        table: t.destination,
-        version: t.version,
-        inserted: t.inserted,
-        updated: t.updated,
-        deleted: t.deleted,
-      })),
-    }),
-  };
-  const worth = worthRecording({
-    pipelineName,
-    timestamp: new Date(),
-    eventType: 'update',
-    state: 'COMPLETED',
-    changesCaptured,
-    rowsInserted: sum('inserted'),
-    rowsUpdated: sum('updated'),
-    rowsDeleted: sum('deleted'),
-  });
-  round.end(outcome, !worth);
-  events.flush();
-  return report;
 }
 
 /** Snapshots, refreshes and catch-ups, from the progress capture reports. */

@@ -37,6 +37,16 @@ export interface RunOnceOptions {
   /** Called when the round lock is taken over from a process that died holding it (kill -9, power cut). */
   readonly onCrashedRound?: (dead: LockOwner) => Promise<void>;
   /**
+   * Called once the round holds the gateway's lock: only then may it show as running, since a process killed
+   * before is no round anyone takes over (and so could never be recorded as interrupted).
+   */
+  readonly onLocked?: () => void;
+  /**
+   * Called with the round's report or error while the round still holds the lock, and awaited: what must be
+   * durable before another process could take the gateway over (the round's pipeline_events outcome).
+   */
+  readonly beforeUnlock?: (ended: { report: RunReport } | { error: unknown }) => Promise<void>;
+  /**
    * A long-running process's source connection, DuckDB and preflight result, kept between the pipeline's
    * rounds (round-resources.ts); without it the round opens its own and closes them at its end.
    */
@@ -312,14 +322,32 @@ export async function runPipelineOnce(
   })();
   await using _lock = lock;
   if (lock.tookOverFrom !== undefined) await options.onCrashedRound?.(lock.tookOverFrom);
+  options.onLocked?.();
+  let report: RunReport;
+  try {
+    report = await roundUnderLock(config, pipelineName, options, where);
+  } catch (error) {
+    await options.beforeUnlock?.({ error });
+    throw error;
+  }
+  await options.beforeUnlock?.({ report });
+  return report;
+}
+
+async function roundUnderLock(
+  config: TributaryConfig,
+  pipelineName: string,
+  options: RunOnceOptions,
+  where: ReturnType<typeof gatewayVolumeOf>,
+): Promise<RunReport> {
   const kept = options.resources;
   if (!kept) {
-    await using source = await openSource(config, gateway.name, options.log);
+    await using source = await openSource(config, where.gateway.name, options.log);
     await using db = await DuckDb.open();
     return await roundWith(config, pipelineName, options, { where, source, db });
   }
   try {
-    const source = await kept.source(config, gateway.name, options.log);
+    const source = await kept.source(config, where.gateway.name, options.log);
     return await roundWith(config, pipelineName, options, { where, source, db: await kept.db(), kept });
   } catch (error) {
     await kept.dropSource();

@@ -17,7 +17,7 @@ import { type EventState, type EventWrite, newEventId, type PipelineEvent } from
 /** Work still running after this long gets a RUNNING row (TRIBUTARY_RUNNING_EVENT_AFTER_SECONDS). */
 export const RUNNING_VISIBLE_AFTER_MS = 5_000;
 
-function runningVisibleAfterMs(): number {
+export function runningVisibleAfterMs(): number {
   const raw = process.env['TRIBUTARY_RUNNING_EVENT_AFTER_SECONDS'];
   if (raw === undefined || raw === '') return RUNNING_VISIBLE_AFTER_MS;
   const seconds = Number(raw);
@@ -73,12 +73,12 @@ export class EventRecorder {
    * Writes what is queued, in the background. A round calls it when it ends; RUNNING rows call it when they
    * become due.
    */
-  flush(): void {
-    if (this.#pending.length === 0 && this.#replaces.length === 0) return;
+  flush(): Promise<void> {
+    if (this.#pending.length === 0 && this.#replaces.length === 0) return Promise.resolve();
     const batch: EventWrite = { add: this.#pending, replaces: this.#replaces };
     this.#pending = [];
     this.#replaces = [];
-    this.#run(async () => {
+    return this.#run(async () => {
       await this.#sink.write(batch);
       if (batch.add.some((e) => e.state === 'RUNNING')) await faultPoint('after-running-event');
     });
@@ -88,8 +88,12 @@ export class EventRecorder {
    * A process died holding the pipeline's round (kill -9, power cut): its RUNNING rows become FAILED with
    * RUN_INTERRUPTED, and when it had not run long enough to show its round, `round` is recorded instead.
    */
-  interrupted(dead: { updateId: string; pipelineName: string }, message: string, round: EventBody): void {
-    this.#run(async () => {
+  interrupted(
+    dead: { updateId: string; pipelineName: string },
+    message: string,
+    round: EventBody,
+  ): Promise<void> {
+    return this.#run(async () => {
       const { interruptedRound } = await this.#sink.write({ add: [], interrupted: { ...dead, message } });
       if (!interruptedRound)
         await this.#sink.write({ add: [{ ...this.event(newEventId(), round), ...dead }] });
@@ -130,7 +134,8 @@ export class EventRecorder {
     };
   }
 
-  #run(task: () => Promise<void>): void {
+  /** Resolves when this task has run (a failure is a warning, not a rejection). */
+  #run(task: () => Promise<void>): Promise<void> {
     const done = new Promise<void>((resolve) => {
       this.#sink.schedule(async () => {
         try {
@@ -144,6 +149,7 @@ export class EventRecorder {
     });
     const before = this.#written;
     this.#written = Promise.all([before, done]).then(() => undefined);
+    return done;
   }
 }
 
@@ -155,13 +161,21 @@ export class RunningOperation {
   #body: EventBody;
   /** When its RUNNING row was handed to a write; undefined while it has none. */
   #shownAt: number | undefined;
-  readonly #timer: NodeJS.Timeout;
+  #timer: NodeJS.Timeout | undefined;
   #ended = false;
 
+  /** `visibleAfterMs` Infinity: not until {@link showAfter} is called. */
   constructor(recorder: EventRecorder, body: EventBody, visibleAfterMs: number) {
     this.#recorder = recorder;
     this.#body = { ...body, timestamp: body.timestamp ?? new Date(this.#startedAt) };
-    this.#timer = setTimeout(() => this.#show(), visibleAfterMs);
+    if (visibleAfterMs !== Number.POSITIVE_INFINITY) this.showAfter(visibleAfterMs);
+  }
+
+  /** Shows the RUNNING row once `ms` have passed (from now), unless the work has ended or shows already. */
+  showAfter(ms: number): void {
+    if (this.#ended || this.#shownAt !== undefined) return;
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#show(), ms);
     // A pending row must not keep a finished process alive.
     this.#timer.unref();
   }
@@ -176,17 +190,21 @@ export class RunningOperation {
   /**
    * The outcome, replacing the RUNNING row if there is one. `unlessShort`: work that never showed a RUNNING
    * row leaves no row at all (a quick catch-up is part of its round's row; an idle round is not worth one).
-   * A shown row is replaced at once; otherwise the outcome waits for the round's flush.
+   * A shown row is replaced at once, and the promise says when that is written; otherwise the outcome waits
+   * for the round's flush (undefined).
    */
-  end(outcome: Partial<EventBody> & { state: Exclude<EventState, 'RUNNING'> }, unlessShort = false): void {
-    if (this.#ended) return;
+  end(
+    outcome: Partial<EventBody> & { state: Exclude<EventState, 'RUNNING'> },
+    unlessShort = false,
+  ): Promise<void> | undefined {
+    if (this.#ended) return undefined;
     this.#ended = true;
     clearTimeout(this.#timer);
     const shown = this.#shownAt !== undefined;
-    if (!shown && unlessShort) return;
+    if (!shown && unlessShort) return undefined;
     const body = { ...this.#body, ...outcome, durationMs: Date.now() - this.#startedAt };
     this.#recorder.queue(this.#recorder.event(this.eventId, body), shown ? this.eventId : undefined);
-    if (shown) this.#recorder.flush();
+    return shown ? this.#recorder.flush() : undefined;
   }
 
   #show(): void {
@@ -201,6 +219,6 @@ export class RunningOperation {
       replaces,
     );
     this.#shownAt = Date.now();
-    this.#recorder.flush();
+    void this.#recorder.flush();
   }
 }

@@ -123,6 +123,24 @@ describe('system.lakeflow.pipeline_events', () => {
     expect(String(change?.['message'])).toMatch(/^version \d+: added w$/);
     expect(JSON.parse(String(change?.['details']))).toMatchObject({ added: ['w'], policy: 'evolve' });
   });
+
+  it('records the start of a run --once at once, so a kill right after it is never silent', async () => {
+    const killed = await f.cli(['run', 'p', '--once'], { env: { TRIBUTARY_FAULT: 'after-running-event:1' } });
+    expect(killed.signal).toBe('SIGKILL');
+    const [running] = await f.sql(
+      "SELECT state FROM system.lakeflow.pipeline_events WHERE event_type = 'update' ORDER BY timestamp DESC LIMIT 1",
+    );
+    expect(running).toEqual({ state: 'RUNNING' });
+    const next = await f.cli(['run', 'p', '--once']);
+    expect(next.code, next.stderr).toBe(0);
+    const rounds = await f.sql(
+      "SELECT state, error_code FROM system.lakeflow.pipeline_events WHERE event_type = 'update' ORDER BY timestamp DESC LIMIT 2",
+    );
+    expect(rounds).toEqual([
+      { state: 'COMPLETED', error_code: null },
+      { state: 'FAILED', error_code: 'RUN_INTERRUPTED' },
+    ]);
+  });
 });
 
 describe('pipeline_events while long work runs', () => {
