@@ -122,6 +122,7 @@ async function recordedRound(
   };
   const completed = (report: RunReport): Promise<void> => {
     work.endAll({ state: 'COMPLETED', message: 'complete' });
+    recordOverdue(events, report.overdue);
     const sum = (k: 'inserted' | 'updated' | 'deleted') => report.tables.reduce((n, t) => n + t[k], 0);
     const snapshotRows = report.capture.segments
       .filter((s) => s.origin === 'snapshot')
@@ -185,6 +186,37 @@ async function recordedRound(
     // Failed before it held the lock (or while letting go of it): nothing to wait for.
     void finish({ error });
     throw error;
+  }
+}
+
+/**
+ * Staged segments past retention that a pipeline has not applied: a FAILED row under each pipeline that is
+ * behind (retention checks at most every 10 minutes, so at most that often), for the alert on failures.
+ */
+function recordOverdue(events: EventRecorder, overdue: RunReport['overdue']): void {
+  const behind = new Map<string, { segments: number; oldest: number; tables: Set<string> }>();
+  for (const segment of overdue) {
+    for (const waiting of segment.waitingFor) {
+      const at = waiting.indexOf(':');
+      const pipeline = waiting.slice(0, at);
+      const entry = behind.get(pipeline) ?? { segments: 0, oldest: segment.seq, tables: new Set<string>() };
+      entry.segments++;
+      entry.oldest = Math.min(entry.oldest, segment.seq);
+      entry.tables.add(waiting.slice(at + 1));
+      behind.set(pipeline, entry);
+    }
+  }
+  for (const [pipelineName, { segments, oldest, tables }] of behind) {
+    events.record(
+      {
+        eventType: 'staging_retention',
+        state: 'FAILED',
+        errorCode: 'STAGING_RETENTION_EXCEEDED',
+        message: `${segments} staged segment(s) past the gateway's staging_retention_days are not applied to ${[...tables].sort().join(', ')} yet (oldest seq ${oldest}); they are kept until this pipeline applies them.`,
+        details: JSON.stringify({ segments, oldestSeq: oldest, tables: [...tables].sort() }),
+      },
+      { pipelineName },
+    );
   }
 }
 

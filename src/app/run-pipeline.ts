@@ -18,7 +18,11 @@ import { type CaptureReport, capture } from '../pipeline/capture.js';
 import { writeConsistentCut } from '../pipeline/consistent-cut-writer.js';
 import type { Logger } from '../pipeline/logger.js';
 import { acquireRunLock, type LockOwner } from '../pipeline/run-lock.js';
-import { enforceStagingRetention, type TableProgress } from '../pipeline/staging-retention.js';
+import {
+  enforceStagingRetention,
+  type RetentionReport,
+  type TableProgress,
+} from '../pipeline/staging-retention.js';
 import { parseSecretReference } from '../secrets/secret-store.js';
 import { recordSourceContact } from '../staging/source-contact.js';
 import { gatewayVolumeOf } from './gateway-volume.js';
@@ -61,6 +65,8 @@ export interface RunReport {
   readonly pipeline: string;
   readonly capture: CaptureReport;
   readonly tables: readonly TableApplyReport[];
+  /** Segments past retention still waiting for a pipeline of the gateway (this one or another). */
+  readonly overdue: RetentionReport['overdue'];
 }
 
 /** TRIBUTARY_IDLE_SEAL_SECONDS (0 allowed: seal every change-free stretch, as tests do). */
@@ -455,6 +461,7 @@ async function roundWith(
   }
 
   let applied: TableApplyReport[];
+  let retention: RetentionReport = { deleted: [], overdue: [] };
   try {
     applied = await applyStaged({
       pipeline: pipelineName,
@@ -467,7 +474,7 @@ async function roundWith(
       ...(options.observer ? { observer: options.observer } : {}),
     });
 
-    await enforceStagingRetention({
+    retention = await enforceStagingRetention({
       volume,
       progress: await gatewayProgress(config, gateway.name, tables, warehouse),
       retentionMs: gateway.staging_retention_days * 86_400_000,
@@ -501,7 +508,7 @@ async function roundWith(
   });
   if (captureFailed) throw captureFailed;
   if (captured === undefined) throw new TributaryError('INTERNAL', 'capture ended without a report');
-  return { pipeline: pipelineName, capture: captured, tables: applied };
+  return { pipeline: pipelineName, capture: captured, tables: applied, overdue: retention.overdue };
 }
 
 /** How far every pipeline reading the gateway has applied each of its tables, from the tables' own logs. */

@@ -65,6 +65,10 @@ export const ERROR_CODES = {
     doc: 'A run stopped mid-round without a clean shutdown (killed, crashed, power lost). Recorded in system.lakeflow.pipeline_events by the next round, which took over its lock and resumed from the last durable position: nothing was lost or applied twice.',
   },
   STAGING_CORRUPT: { retry: 'fatal', doc: 'A staged segment or its manifest is unreadable.' },
+  STAGING_RETENTION_EXCEEDED: {
+    retry: 'transient',
+    doc: "Staged segments older than the gateway's staging_retention_days are still waiting for a pipeline that has not applied them. They are kept (nothing is lost), so staging grows until that pipeline runs: run it, or fix the table that keeps failing in it. Recorded in system.lakeflow.pipeline_events under the pipeline that is behind.",
+  },
   STAGING_FULL: {
     retry: 'transient',
     doc: 'The staging volume is out of space (ENOSPC) or over its quota (EDQUOT). Capture stopped before sealing the segment it was writing: nothing half-written is left and the gateway position did not advance. Free space or move the volume; the next run resumes from the last sealed segment.',

@@ -59,9 +59,9 @@ export class EventRecorder {
     this.#sink = sink;
   }
 
-  /** The row of a finished operation, written with the next flush. */
-  record(body: EventBody): void {
-    this.#pending.push(this.event(newEventId(), body));
+  /** The row of a finished operation, written with the next flush; `about` names another pipeline it concerns. */
+  record(body: EventBody, about?: { readonly pipelineName: string }): void {
+    this.#pending.push({ ...this.event(newEventId(), body), ...about });
   }
 
   /** Work that may run long: shown as RUNNING once it has run a while, replaced by its outcome. */

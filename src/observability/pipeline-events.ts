@@ -33,7 +33,14 @@ import { protocolFor } from '../delta/table-features.js';
 import { type DuckDb, quoteDuckString } from '../engine/duckdb.js';
 import { computeFileStats } from '../engine/file-stats.js';
 
-export type EventType = 'update' | 'flow_progress' | 'schema_change' | 'snapshot' | 'refresh' | 'catch_up';
+export type EventType =
+  | 'update'
+  | 'flow_progress'
+  | 'schema_change'
+  | 'snapshot'
+  | 'refresh'
+  | 'catch_up'
+  | 'staging_retention';
 export type EventState = 'RUNNING' | 'COMPLETED' | 'FAILED' | 'CANCELED';
 
 export interface PipelineEvent {

@@ -75,7 +75,7 @@ export async function enforceStagingRetention(options: {
   if (overdue.length > 0) {
     const first = overdue[0];
     options.log.warn(
-      `staging: ${overdue.length} segment(s) are past retention but not applied yet (oldest seq ${first?.seq}, waiting for ${first?.waitingFor.join(', ')}); they are kept. Run those pipelines.`,
+      `STAGING_RETENTION_EXCEEDED: ${overdue.length} segment(s) are past retention but not applied yet (oldest seq ${first?.seq}, waiting for ${first?.waitingFor.join(', ')}); they are kept. Run those pipelines.`,
     );
   }
   return { deleted, overdue };

@@ -53,9 +53,16 @@ describe('staging retention', () => {
     await f.conn.query('UPDATE t SET v = 0 WHERE id = 1');
     const second = await f.cli(['run', 'p', '--once']);
     expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toContain('STAGING_RETENTION_EXCEEDED');
     expect(second.stderr).toContain('past retention but not applied yet');
     const kept = await segments(f);
     expect(kept.length).toBeGreaterThan(1);
+    // An alert-worthy row, under the pipeline that is behind.
+    const [behind] = await f.sql(
+      "SELECT state, error_code, message FROM system.lakeflow.pipeline_events WHERE pipeline_name = 'q' AND event_type = 'staging_retention'",
+    );
+    expect(behind).toMatchObject({ state: 'FAILED', error_code: 'STAGING_RETENTION_EXCEEDED' });
+    expect(String(behind?.['message'])).toMatch(/not applied to \S+\.t yet/);
 
     const q = await f.cli(['run', 'q', '--once']);
     expect(q.code, q.stderr).toBe(0);
