@@ -18,8 +18,6 @@
 import { copyFile, link, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { asPosition } from '../src/core/position.js';
-import type { TableSchema } from '../src/core/table.js';
 import { commit } from '../src/delta/commit.js';
 import { latestSnapshot } from '../src/delta/latest-snapshot.js';
 import { DuckDb } from '../src/engine/duckdb.js';
@@ -34,20 +32,12 @@ import {
   type SegmentManifest,
 } from '../src/staging/segment-format.js';
 import { StagingVolume } from '../src/staging/staging-volume.js';
+import { sealShopSegment } from '../src/testing/staged-segments.js';
 import { timeRuns } from './measure.js';
 import { machine, writeResult } from './pipeline-config.js';
 
 const SEGMENTS = Number(process.env['BENCH_SEGMENTS'] ?? 100_000);
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 5);
-
-const schema = (table: string): TableSchema => ({
-  id: { schema: 'shop', table },
-  columns: [
-    { name: 'id', type: 'integer', nullable: false, sourceType: 'int' },
-    { name: 'v', type: 'string', nullable: true, sourceType: 'varchar(20)' },
-  ],
-  primaryKey: ['id'],
-});
 
 export async function benchStagingBacklog(): Promise<Record<string, unknown>> {
   const dir = await mkdtemp(join(tmpdir(), 'bench-staging-'));
@@ -59,41 +49,8 @@ export async function benchStagingBacklog(): Promise<Record<string, unknown>> {
       destination: `c.bronze.${t}`,
       tableRoot: join(dir, 'warehouse', t),
     }));
-    const seal = async (state: GatewayState, tables: readonly string[]): Promise<GatewayState> => {
-      const seq = state.seq + 1;
-      const next = {
-        ...state,
-        ...afterSegment(
-          state,
-          seq,
-          tables.map((t) => `shop.${t}`),
-        ),
-        position: asPosition(String(seq).padStart(12, '0')),
-      };
-      await volume.writeSegment(db, {
-        seq,
-        origin: 'stream',
-        snapshot: null,
-        startPosition: state.position,
-        endPosition: next.position,
-        firstCommitTime: new Date(),
-        lastCommitTime: new Date(),
-        tables: new Map(
-          tables.map((t) => [
-            `shop.${t}`,
-            {
-              schema: schema(t),
-              reset: false,
-              rows: [
-                { ord: 0, op: 'c' as const, commitUs: BigInt(Date.now()) * 1000n, row: { id: seq, v: t } },
-              ],
-            },
-          ]),
-        ),
-        state: next,
-      });
-      return next;
-    };
+    const seal = (state: GatewayState, tables: readonly string[]) =>
+      sealShopSegment(volume, db, state, tables);
     const apply = () =>
       applyStaged({
         pipeline: 'p',

@@ -7,23 +7,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { asPosition } from '../core/position.js';
-import type { TableSchema } from '../core/table.js';
 import { DuckDb } from '../engine/duckdb.js';
-import { afterSegment, type GatewayState, INITIAL_GATEWAY_STATE } from '../staging/segment-format.js';
+import { type GatewayState, INITIAL_GATEWAY_STATE } from '../staging/segment-format.js';
 import { StagingVolume } from '../staging/staging-volume.js';
+import { sealShopSegment } from '../testing/staged-segments.js';
 import { type ApplyTarget, applyStaged } from './apply.js';
 import { silentLogger } from './logger.js';
 import { enforceStagingRetention } from './staging-retention.js';
-
-const schema = (table: string): TableSchema => ({
-  id: { schema: 'shop', table },
-  columns: [
-    { name: 'id', type: 'integer', nullable: false, sourceType: 'int' },
-    { name: 'v', type: 'string', nullable: true, sourceType: 'varchar(20)' },
-  ],
-  primaryKey: ['id'],
-});
 
 let dir: string;
 let db: DuckDb;
@@ -38,51 +28,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Seals one stream segment with an inserted row for each of `tables`, keeping the state as capture does. */
-async function seal(
-  volume: StagingVolume,
-  state: GatewayState,
-  tables: readonly string[],
-): Promise<GatewayState> {
-  const seq = state.seq + 1;
-  const next = {
-    ...state,
-    ...afterSegment(
-      state,
-      seq,
-      tables.map((t) => `shop.${t}`),
-    ),
-    position: asPosition(String(seq).padStart(8, '0')),
-  };
-  await volume.writeSegment(db, {
-    seq,
-    origin: 'stream',
-    snapshot: null,
-    startPosition: state.position,
-    endPosition: next.position,
-    firstCommitTime: new Date(),
-    lastCommitTime: new Date(),
-    tables: new Map(
-      tables.map((t) => [
-        `shop.${t}`,
-        {
-          schema: schema(t),
-          reset: false,
-          rows: [
-            {
-              ord: 0,
-              op: 'c' as const,
-              commitUs: BigInt(Date.now()) * 1000n,
-              row: { id: seq, v: `${t}${seq}` },
-            },
-          ],
-        },
-      ]),
-    ),
-    state: next,
-  });
-  return next;
-}
+const seal = (volume: StagingVolume, state: GatewayState, tables: readonly string[]) =>
+  sealShopSegment(volume, db, state, tables);
 
 const target = (table: string): ApplyTarget => ({
   sourceKey: `shop.${table}`,
