@@ -176,6 +176,7 @@ export async function appendPipelineEvents(
   const session = await db.fork();
   const written: string[] = [];
   let interruptedRound = false;
+  let removedFiles: readonly string[] = [];
   try {
     const add = write.add.length > 0 ? await writeEvents(session, root, write.add) : undefined;
     if (add) written.push(join(root, add.path));
@@ -193,6 +194,7 @@ export async function appendPipelineEvents(
       if (add) actions.push({ add });
       if (snapshot === null)
         actions.unshift({ protocol: protocolFor({}, SCHEMA) }, { metaData: newTableMetadata(SCHEMA) });
+      removedFiles = removed;
       if (removed.length === 0) {
         return {
           actions,
@@ -210,6 +212,7 @@ export async function appendPipelineEvents(
         readSet: { files: removed, predicate: () => false },
       };
     });
+    for (const path of removedFiles) runningFiles.delete(path);
     const running = write.add.filter((e) => e.state === 'RUNNING').map((e) => e.eventId);
     if (add && running.length === write.add.length) runningFiles.set(add.path, new Set(running));
   } catch (error) {
@@ -293,6 +296,9 @@ async function rewriteRunning(
   const ended = interrupted
     ? `(state = 'RUNNING' AND update_id = ${quoteDuckString(interrupted.updateId)} AND pipeline_name = ${quoteDuckString(interrupted.pipelineName)})`
     : 'false';
+  // Files this process wrote RUNNING rows to that are gone (compacted, or replaced): nothing to remember.
+  const live = new Set(snapshot.files.map((f) => f.path));
+  for (const path of runningFiles.keys()) if (!live.has(path)) runningFiles.delete(path);
   for (const file of snapshot.files) {
     const known = runningFiles.get(file.path);
     if (known && !interrupted && !file.deletionVector && [...known].every((id) => replaces.has(id))) {
