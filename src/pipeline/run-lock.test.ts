@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -25,6 +25,20 @@ describe('acquireRunLock', () => {
   });
 
   const request = { what: 'Gateway gw', pipeline: 'p', updateId: 'u-1', busy: 'transient' } as const;
+
+  it('waits out the takeover guard of a process killed inside its takeover, then takes the lock over', async () => {
+    const path = join(dir, '.run.lock');
+    const dead = deadPid();
+    await writeFile(path, `${JSON.stringify({ pid: dead, pipeline: 'p', updateId: 'dead' })}\n`);
+    // The guard it left is 6 s old: stale after 4 s more, longer than 50 quick attempts take.
+    const guard = `${path}.takeover`;
+    await writeFile(guard, `${dead}\n`);
+    const sixSecondsAgo = new Date(Date.now() - 6_000);
+    await utimes(guard, sixSecondsAgo, sixSecondsAgo);
+    await using lock = await acquireRunLock(path, request);
+    expect(lock.tookOverFrom).toMatchObject({ pid: dead, updateId: 'dead' });
+    expect(JSON.parse(await readFile(path, 'utf8'))).toMatchObject({ pid: process.pid });
+  });
 
   it('writes its owner and removes the lock when released', async () => {
     const path = join(dir, '.run.lock');

@@ -155,6 +155,9 @@ export async function acquireRunLock(path: string, request: LockRequest): Promis
       if ((await readOwner(path))?.pid === process.pid) await rm(path, { force: true });
     },
   });
+  // A takeover guard left by a process killed inside its takeover is cleared once it is stale, so while the
+  // guard is busy the wait is bounded by time rather than by attempts.
+  const busyUntil = Date.now() + STALE_TAKEOVER_MS + 5_000;
   for (let attempt = 0; attempt < 50; attempt++) {
     if (await createExclusive(path, content)) return held(undefined);
     const text = await readFile(path, 'utf8').catch(() => undefined);
@@ -168,7 +171,10 @@ export async function acquireRunLock(path: string, request: LockRequest): Promis
     }
     const outcome = await replaceDeadOwner(path, text, content);
     if (outcome === 'taken') return held(owner);
-    if (outcome === 'busy') await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
+    if (outcome === 'busy') {
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 30));
+      if (Date.now() < busyUntil) attempt--;
+    }
   }
   throw new TributaryError('INTERNAL', `Could not take the lock ${path}: it kept changing hands.`, {
     retry: 'transient',
