@@ -265,7 +265,8 @@ class WorkEvents {
   endAll(
     outcome: Partial<EventBody> & { state: 'COMPLETED' | 'FAILED' | 'CANCELED'; message: string },
   ): void {
-    for (const op of this.#running.values()) op.end(outcome);
+    // A catch-up that showed no RUNNING row leaves none: the round's own row already tells its end.
+    for (const [key, op] of this.#running) op.end(outcome, key.startsWith('catch-up:'));
     this.#running.clear();
   }
 }

@@ -3,12 +3,12 @@
  * holding the round up. Outcomes are queued and written together (a round's rows are one commit); long work
  * shows a RUNNING row once it has run {@link RUNNING_VISIBLE_AFTER_MS}, refreshed at most every
  * {@link RUNNING_REFRESH_MS} with its progress, and replaced by its outcome when it ends. Short work never
- * writes a RUNNING row, so a continuous pipeline's quick rounds cost one commit at most, and idle ones none.
+ * writes a RUNNING row, so a continuous pipeline's quick rounds cost one commit at most, and idle ones none
+ * (a `run --once` shows its round at once: pipeline-rounds.ts decides when, with {@link RunningOperation.showAfter}).
  *
  * Recording never fails the round: a write that fails is a warning, and its rows are lost, not retried, so
  * a broken events table cannot pile up memory.
  */
-
 import { messageOf, TributaryError } from '../core/errors.js';
 import { faultPoint } from '../pipeline/fault-injection.js';
 import type { Logger } from '../pipeline/logger.js';
