@@ -97,7 +97,8 @@ export async function benchStagingBacklog(): Promise<Record<string, unknown>> {
       );
     }
 
-    const progress = targets.map((t) => ({ pipeline: 'p', sourceKey: t.sourceKey, appliedSeq: SEGMENTS }));
+    const progress = async () =>
+      targets.map((t) => ({ pipeline: 'p', sourceKey: t.sourceKey, appliedSeq: SEGMENTS }));
     const retention = () =>
       enforceStagingRetention({
         volume,

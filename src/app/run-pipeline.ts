@@ -476,7 +476,7 @@ async function roundWith(
 
     retention = await enforceStagingRetention({
       volume,
-      progress: await gatewayProgress(config, gateway.name, tables, warehouse),
+      progress: () => gatewayProgress(config, gateway.name, tables, warehouse),
       retentionMs: gateway.staging_retention_days * 86_400_000,
       now: Date.now(),
       log: options.log,

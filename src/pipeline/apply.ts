@@ -98,7 +98,7 @@ export function txnAppId(pipeline: string, destination: string): string {
 }
 
 export async function applyStaged(options: ApplyOptions): Promise<TableApplyReport[]> {
-  const manifests = await manifestsToApply(options);
+  const { manifests, tables } = await manifestsToApply(options);
   // A snapshot's segments become applicable together, once its last segment is sealed.
   const completeEpochs = new Set(manifests.filter((m) => m.snapshot?.last).map((m) => m.snapshot?.epoch));
   const applicable = manifests.filter((m) => m.snapshot === null || completeEpochs.has(m.snapshot.epoch));
@@ -109,7 +109,7 @@ export async function applyStaged(options: ApplyOptions): Promise<TableApplyRepo
     options.signal.throwIfAborted();
     const startedAt = new Date();
     try {
-      const report = await applyTable(options, target, applicable);
+      const report = await applyTable(options, target, applicable, tables.get(target.tableRoot));
       reports.push(report);
       options.observer?.table({ target, startedAt, report });
     } catch (error) {
@@ -125,26 +125,39 @@ export async function applyStaged(options: ApplyOptions): Promise<TableApplyRepo
   return reports;
 }
 
+/** A target's table as read before the round's merges: its snapshot, or why it could not be read. */
+type TableRead = { readonly snapshot: Snapshot | null } | { readonly error: unknown };
+
 /**
  * The manifests some target may still need: from the oldest segment a target has not applied, for the targets
  * whose newest segment (the gateway state's index) is past what they applied. A quiet table costs nothing, and
- * neither do the thousands of applied segments a long retention keeps: a round reads its backlog only.
+ * neither do the thousands of applied segments a long retention keeps: a round reads its backlog only. The
+ * tables read on the way are handed to their apply; one that cannot be read fails there, on its own.
  */
-async function manifestsToApply(options: ApplyOptions): Promise<SegmentManifest[]> {
+async function manifestsToApply(
+  options: ApplyOptions,
+): Promise<{ manifests: SegmentManifest[]; tables: Map<string, TableRead> }> {
+  const tables = new Map<string, TableRead>();
   const newest = await options.volume.newestSegment();
-  if (newest === undefined) return [];
+  if (newest === undefined) return { manifests: [], tables };
   const state = (await options.volume.readManifest(newest)).state;
   let from = newest + 1;
   for (const target of options.targets) {
+    let read: TableRead;
+    try {
+      read = { snapshot: await latestSnapshot(target.tableRoot) };
+    } catch (error) {
+      read = { error };
+    }
+    tables.set(target.tableRoot, read);
+    if (!('snapshot' in read)) continue;
     const last = newestSegmentOf(state, target.sourceKey);
-    const applied =
-      (await latestSnapshot(target.tableRoot))?.txnVersion(txnAppId(options.pipeline, target.destination)) ??
-      0;
+    const applied = read.snapshot?.txnVersion(txnAppId(options.pipeline, target.destination)) ?? 0;
     // A volume staged before the index existed: read everything, as before.
     if (last === undefined) from = 1;
     else if (last > applied) from = Math.min(from, applied + 1);
   }
-  return options.volume.manifestsBetween(from, newest);
+  return { manifests: await options.volume.manifestsBetween(from, newest), tables };
 }
 
 /**
@@ -183,6 +196,8 @@ async function applyTable(
   options: ApplyOptions,
   target: ApplyTarget,
   manifests: readonly SegmentManifest[],
+  /** The table as manifestsToApply read it this round; read afresh when absent. */
+  read: TableRead | undefined,
 ): Promise<TableApplyReport> {
   const appId = txnAppId(options.pipeline, target.destination);
   const totals = {
@@ -194,7 +209,8 @@ async function applyTable(
     outputRows: 0,
     commits: 0,
   };
-  let snapshot = await latestSnapshot(target.tableRoot);
+  if (read && 'error' in read) throw read.error;
+  let snapshot = read ? read.snapshot : await latestSnapshot(target.tableRoot);
   const history = target.scdType === 'SCD_TYPE_2';
 
   for (;;) {

@@ -3,10 +3,11 @@
  * manifests of its backlog only (the gateway state says which segment last held each table), the newest
  * segment is found without listing the directory, and retention stops at the first segment it must keep.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { latestSnapshot } from '../delta/latest-snapshot.js';
 import { DuckDb } from '../engine/duckdb.js';
 import { type GatewayState, INITIAL_GATEWAY_STATE } from '../staging/segment-format.js';
 import { StagingVolume } from '../staging/staging-volume.js';
@@ -72,6 +73,21 @@ describe('a round with many applied segments retained', () => {
     read.mockRestore();
   });
 
+  it('still fails a table whose log cannot be read on its own, applying the others', async () => {
+    const volume = new StagingVolume(path.join(dir, 'volume', 'broken'), 'broken');
+    await seal(volume, INITIAL_GATEWAY_STATE, ['sound', 'corrupt']);
+    const log = path.join(dir, 'warehouse', 'corrupt', '_delta_log');
+    await mkdir(log, { recursive: true });
+    await writeFile(path.join(log, '00000000000000000000.json'), 'not a commit\n');
+    const failed = await apply(volume, ['corrupt', 'sound']).catch((e: unknown) => e);
+    expect(String((failed as Error).message)).toMatch(
+      /^1 of 2 table\(s\) could not be applied: c\.bronze\.corrupt /,
+    );
+    expect(
+      (await latestSnapshot(path.join(dir, 'warehouse', 'sound')))?.txnVersion('tributary:p:c.bronze.sound'),
+    ).toBe(1);
+  });
+
   it('finds the newest segment from its hint, following it past a stale one and listing without one', async () => {
     const volume = new StagingVolume(path.join(dir, 'volume', 'gw'), 'gw');
     const hint = path.join(volume.dir, '.newest-segment');
@@ -97,7 +113,12 @@ describe('a round with many applied segments retained', () => {
     const now = sixth + 1;
     const retentionMs = now - fifth - 1;
     expect(retentionMs).toBeGreaterThan(0);
-    const progress = [{ pipeline: 'p', sourceKey: 'shop.t', appliedSeq: 10 }];
+    // Counted: reading every table's progress is work a skipped check must not do.
+    let progressAsked = 0;
+    const progress = async () => {
+      progressAsked++;
+      return [{ pipeline: 'p', sourceKey: 'shop.t', appliedSeq: 10 }];
+    };
     const read = vi.spyOn(volume, 'readManifest');
     const report = await enforceStagingRetention({ volume, progress, retentionMs, now, log: silentLogger });
     expect(report.deleted).toEqual([1, 2, 3, 4, 5]);
@@ -116,6 +137,7 @@ describe('a round with many applied segments retained', () => {
       log: silentLogger,
     });
     expect(later.deleted).toEqual([]);
+    expect(progressAsked).toBe(1);
     const urgent = await enforceStagingRetention({
       volume,
       progress,

@@ -31,7 +31,8 @@ const lastChecked = new Map<string, number>();
 
 export async function enforceStagingRetention(options: {
   readonly volume: StagingVolume;
-  readonly progress: readonly TableProgress[];
+  /** How far every consumer has applied each table; asked only when retention is checked. */
+  readonly progress: () => Promise<readonly TableProgress[]>;
   readonly retentionMs: number;
   readonly now: number;
   readonly log: Logger;
@@ -50,6 +51,7 @@ export async function enforceStagingRetention(options: {
   // Snapshots complete in order, so only the one under way (if any) has segments that must wait for it.
   const pendingEpoch = (await options.volume.readManifest(newest)).state.pendingSnapshot?.epoch;
 
+  const progress = await options.progress();
   const deleted: number[] = [];
   const overdue: Array<{ seq: number; waitingFor: string[] }> = [];
   for (const seq of seqs) {
@@ -59,9 +61,7 @@ export async function enforceStagingRetention(options: {
     if (options.now - Date.parse(m.createdAt) < options.retentionMs) break;
     if (m.snapshot && m.snapshot.epoch === pendingEpoch) continue;
     const waitingFor = Object.keys(m.tables).flatMap((key) =>
-      options.progress
-        .filter((p) => p.sourceKey === key && p.appliedSeq < m.seq)
-        .map((p) => `${p.pipeline}:${key}`),
+      progress.filter((p) => p.sourceKey === key && p.appliedSeq < m.seq).map((p) => `${p.pipeline}:${key}`),
     );
     if (waitingFor.length > 0) {
       overdue.push({ seq: m.seq, waitingFor });
