@@ -137,6 +137,10 @@ function gatewaySelection(config: TributaryConfig, gateway: string): TableSelect
   return { tables, schemas, primaryKeys, columnFilters };
 }
 
+function commitColumnOf(name: string | undefined): { commitTimestampColumn?: string } {
+  return name === undefined ? {} : { commitTimestampColumn: name };
+}
+
 function targetsOf(
   config: TributaryConfig,
   pipelineName: string,
@@ -159,6 +163,7 @@ function targetsOf(
         destination: formatTableName(name),
         tableRoot: warehouse.tablePath(name),
         scdType: o.table.table_configuration.scd_type,
+        ...commitColumnOf(o.table.table_configuration.commit_timestamp_column),
         schemaEvolution: pipeline.schema_evolution,
         ...(properties ? { tableProperties: properties } : {}),
       });
@@ -186,6 +191,7 @@ function targetsOf(
           destination: formatTableName(name),
           tableRoot: warehouse.tablePath(name),
           scdType: o.schema.table_configuration.scd_type,
+          ...commitColumnOf(o.schema.table_configuration.commit_timestamp_column),
           schemaEvolution: pipeline.schema_evolution,
           ...(properties ? { tableProperties: properties } : {}),
         });

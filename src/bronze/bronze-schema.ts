@@ -14,12 +14,17 @@ export const COMMIT_TIMESTAMP_COLUMN = '_commit_timestamp';
 export const START_AT_COLUMN = '__START_AT';
 /** History tables: when the row's version ended (superseded or deleted); NULL while it is current. */
 export const END_AT_COLUMN = '__END_AT';
-/** The metadata columns bronze adds after the source columns. */
+/** The metadata columns bronze adds after the source columns (a table may name its commit time otherwise). */
 const METADATA_COLUMNS = new Set([COMMIT_TIMESTAMP_COLUMN, START_AT_COLUMN, END_AT_COLUMN]);
 
 export interface BronzeLayout {
   /** SCD type 2: add `__START_AT` and `__END_AT`. */
   readonly history?: boolean;
+  /**
+   * The name of the source commit time column; default {@link COMMIT_TIMESTAMP_COLUMN}. Tables with the
+   * change data feed need another, since the feed reserves that name.
+   */
+  readonly commitTimestampColumn?: string | undefined;
 }
 
 /** Whether `schema` has the history columns as bronze metadata (not as columns of the source table). */
@@ -30,8 +35,18 @@ export function hasHistoryColumns(schema: StructType, source: TableSchema): bool
 }
 
 export function bronzeSchema(source: TableSchema, layout: BronzeLayout = {}): StructType {
+  const commitColumn = layout.commitTimestampColumn ?? COMMIT_TIMESTAMP_COLUMN;
+  if (source.columns.some((c) => c.name === commitColumn)) {
+    throw new TributaryError(
+      'CONFIG_INVALID',
+      `The source table ${source.id.schema}.${source.id.table} has a column ${commitColumn}, the name its bronze table uses for the source commit time.`,
+      { hint: 'Set table_configuration.commit_timestamp_column to a name the source table does not use.' },
+    );
+  }
   if (layout.history) {
-    const clash = source.columns.filter((c) => METADATA_COLUMNS.has(c.name)).map((c) => c.name);
+    const clash = source.columns
+      .filter((c) => metadataColumnsOf(commitColumn).has(c.name))
+      .map((c) => c.name);
     if (clash.length > 0) {
       throw new TributaryError(
         'CONFIG_INVALID',
@@ -48,7 +63,7 @@ export function bronzeSchema(source: TableSchema, layout: BronzeLayout = {}): St
     nullable: true,
     metadata: {},
   }));
-  fields.push({ name: COMMIT_TIMESTAMP_COLUMN, type: 'timestamp', nullable: true, metadata: {} });
+  fields.push({ name: commitColumn, type: 'timestamp', nullable: true, metadata: {} });
   if (layout.history) {
     fields.push(
       { name: START_AT_COLUMN, type: 'timestamp', nullable: true, metadata: {} },
@@ -75,6 +90,8 @@ export interface WidenedColumn {
 export function evolveSchema(
   current: StructType,
   incoming: StructType,
+  /** The incoming schema's trailing metadata columns, which new source columns go before. */
+  metadataColumns: ReadonlySet<string> = METADATA_COLUMNS,
 ): { schema: StructType; added: string[]; widened: WidenedColumn[]; conflicts: string[] } {
   const added: string[] = [];
   const widened: WidenedColumn[] = [];
@@ -87,7 +104,7 @@ export function evolveSchema(
       added.push(f.name);
       // Source columns go before the trailing metadata columns.
       let at = fields.length;
-      while (!METADATA_COLUMNS.has(f.name) && at > 0 && METADATA_COLUMNS.has(fields[at - 1]?.name as string))
+      while (!metadataColumns.has(f.name) && at > 0 && metadataColumns.has(fields[at - 1]?.name as string))
         at--;
       fields.splice(at, 0, f);
     } else if (sameType(existing.type, f.type)) {
@@ -100,6 +117,11 @@ export function evolveSchema(
     }
   }
   return { schema: { type: 'struct', fields }, added, widened, conflicts };
+}
+
+/** The metadata columns of a bronze table whose commit time column is `commitColumn`. */
+export function metadataColumnsOf(commitColumn: string): ReadonlySet<string> {
+  return new Set([commitColumn, START_AT_COLUMN, END_AT_COLUMN]);
 }
 
 function typeText(type: DataType): string {

@@ -17,8 +17,9 @@ import type { AddFile, RemoveFile } from '../delta/actions.js';
 import { removeFileAction } from '../delta/deletion-vector-writer.js';
 import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from '../engine/duckdb.js';
 import { COMMIT_US_COLUMN } from '../staging/segment-format.js';
-import { bronzeSchema, COMMIT_TIMESTAMP_COLUMN } from './bronze-schema.js';
+import { bronzeSchema } from './bronze-schema.js';
 import {
+  commitColumnOf,
   fromStaged,
   type MergeInput,
   type MergePlan,
@@ -48,9 +49,12 @@ export interface SnapshotLoadInput extends MergeInput {
 export const SNAPSHOT_ROWS_PER_FILE = 1_000_000;
 
 export async function planSnapshotLoad(db: DuckDb, input: SnapshotLoadInput): Promise<MergePlan> {
-  const { actions, schema } = prepareTarget(input, bronzeSchema(input.source), {
-    replacesRows: input.overwrite,
-  });
+  const commitColumn = commitColumnOf(input);
+  const { actions, schema } = prepareTarget(
+    input,
+    bronzeSchema(input.source, { commitTimestampColumn: commitColumn }),
+    { replacesRows: input.overwrite },
+  );
   const fields = schema.fields;
   const now = Date.now();
   const replaced = input.overwrite ? (input.snapshot?.files ?? []) : [];
@@ -65,7 +69,7 @@ export async function planSnapshotLoad(db: DuckDb, input: SnapshotLoadInput): Pr
       if (files.length === 0) continue;
       const present = new Set(group.flatMap((p) => [...p.columns]));
       const typed = fields.map((f) =>
-        f.name === COMMIT_TIMESTAMP_COLUMN
+        f.name === commitColumn
           ? `make_timestamp(${COMMIT_US_COLUMN})::TIMESTAMPTZ AS ${q(f.name)}`
           : `${fromStaged(f, present.has(f.name))} AS ${q(f.name)}`,
       );
@@ -99,6 +103,8 @@ export async function planSnapshotLoad(db: DuckDb, input: SnapshotLoadInput): Pr
     },
     deletionVectors: { added: 0, updated: 0, removed: replaced.filter((a) => a.deletionVector).length },
     readFiles: [],
+    // Every row is new, and an overwrite removes whole files: the feed reads the change off the actions.
+    wholeFileChanges: true,
   };
 }
 

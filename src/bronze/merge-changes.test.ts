@@ -3,7 +3,7 @@
  * copy-on-write table, a deletion-vector table and a table that switches between the two, each read back
  * through the scan layer after every commit.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asPosition } from '../core/position.js';
 import type { Row, TableSchema } from '../core/table.js';
 import { type AddFile, type DeletionVectorDescriptor, deletionVectorId } from '../delta/actions.js';
+import { tableChangesSql } from '../delta/change-data-feed.js';
 import { commit } from '../delta/commit.js';
 import { crc32, deletionVectorFile, readDeletionVector } from '../delta/deletion-vectors.js';
 import { scanSql } from '../delta/scan.js';
@@ -97,14 +98,18 @@ async function stage(rows: readonly StagedRow[], schema: TableSchema = SOURCE): 
   return path.join(volume.segmentDir(seq), manifest.tables[key]?.file as string);
 }
 
-async function readTable(root: string, version?: number): Promise<string[]> {
+async function readTable(
+  root: string,
+  version?: number,
+  commitColumn = '_commit_timestamp',
+): Promise<string[]> {
   const snapshot = await loadSnapshot(root, { version });
   const connection = await db.instance.connect();
   try {
     const sql = await scanSql(snapshot, connection);
     const reader = await connection.runAndReadAll(
       `SELECT CAST(id AS VARCHAR) AS id, name, CAST(qty AS VARCHAR) AS qty, CAST(price AS VARCHAR) AS price,
-              CAST(epoch_us(_commit_timestamp) AS VARCHAR) AS us FROM (${sql})`,
+              CAST(epoch_us("${commitColumn}") AS VARCHAR) AS us FROM (${sql})`,
     );
     return (reader.getRowObjectsJson() as Record<string, string | null>[])
       .map((r) => JSON.stringify([r['id'], r['name'], r['qty'], r['price'], r['us']]))
@@ -128,6 +133,7 @@ async function apply(
     /** Drops `add.stats` of the new files, as a writer without statistics would. */
     withoutStats?: boolean;
     partial?: boolean;
+    commitTimestampColumn?: string;
   } = {},
 ): Promise<{ plan: MergePlan; before: Snapshot | null; version: number }> {
   const before = await snapshotOrNull(root);
@@ -141,6 +147,7 @@ async function apply(
     overwrite: options.overwrite ?? false,
     tableProperties: options.tableProperties,
     partial: options.partial ?? false,
+    commitTimestampColumn: options.commitTimestampColumn,
   });
   if (options.withoutStats) {
     for (const a of plan.actions) if ('add' in a) delete a.add.stats;
@@ -150,7 +157,7 @@ async function apply(
     before?.version ?? -1,
     [...plan.actions, { txn: { appId: 'test', version: seq, lastUpdated: Date.now() } }],
     { operation: plan.operation, operationParameters: plan.operationParameters, isBlindAppend: false },
-    { snapshot: before, checkWriteSupport: true },
+    { snapshot: before, checkWriteSupport: plan.wholeFileChanges ? { wholeFileChanges: true } : true },
   );
   return { plan, before, version };
 }
@@ -374,6 +381,162 @@ describe('planMerge against a model', () => {
     }));
     const batch = await stage(everyKey);
     await expect(apply(broken, [batch])).rejects.toMatchObject(corrupt);
+  });
+});
+
+describe('change data feed', () => {
+  const CDF_ON = { 'delta.enableChangeDataFeed': 'true' };
+  const COMMIT_COLUMN = '_source_commit_timestamp';
+
+  /** What the feed must say of one batch: per changed key, the stored row before and the row after. */
+  function expectedChanges(before: Model, after: Model, keys: Iterable<string>): string[] {
+    const text = (r: ModelRow, type: string) => JSON.stringify([r.id, r.name, r.qty, r.price, r.us, type]);
+    const out: string[] = [];
+    for (const id of new Set(keys)) {
+      const old = before.get(id);
+      const now = after.get(id);
+      if (old && now) out.push(text(old, 'update_preimage'), text(now, 'update_postimage'));
+      else if (now) out.push(text(now, 'insert'));
+      else if (old) out.push(text(old, 'delete'));
+    }
+    return out.sort();
+  }
+
+  async function readChanges(root: string, version: number): Promise<string[]> {
+    const connection = await db.instance.connect();
+    try {
+      const sql = await tableChangesSql(root, connection, { startVersion: version, endVersion: version });
+      const reader = await connection.runAndReadAll(
+        `SELECT CAST(id AS VARCHAR) AS id, name, CAST(qty AS VARCHAR) AS qty, CAST(price AS VARCHAR) AS price,
+                CAST(epoch_us("${COMMIT_COLUMN}") AS VARCHAR) AS us, _change_type, _commit_version FROM (${sql})`,
+      );
+      return (reader.getRowObjectsJson() as Record<string, string | null>[])
+        .map((r) => {
+          expect(r['_commit_version']).toBe(String(version));
+          return JSON.stringify([r['id'], r['name'], r['qty'], r['price'], r['us'], r['_change_type']]);
+        })
+        .sort();
+    } finally {
+      connection.closeSync();
+    }
+  }
+
+  it('records every insert, update and delete of a merge, copy-on-write and merge-on-read alike', async () => {
+    const random = rng(20261123);
+    const KEYS = 120;
+    const tables = [
+      ['cdf-cow', CDF_ON],
+      ['cdf-dv', { ...CDF_ON, ...DV_ON }],
+    ] as const;
+    const model: Model = new Map();
+    let cdcCommits = 0;
+    for (let round = 0; round < 16; round++) {
+      const before = new Map(model);
+      const overwrite = round === 9;
+      const touched: string[] = [];
+      const rows: StagedRow[] = [];
+      if (overwrite) model.clear();
+      const ops = overwrite ? KEYS : 1 + Math.floor(random() * 40);
+      for (let o = 0; o < ops; o++) {
+        const id = overwrite ? keyOf(o + 1) : keyOf(1 + Math.floor(random() * KEYS));
+        if (overwrite && random() < 0.5) continue;
+        commitUs += 1n;
+        const current = model.get(id);
+        let op: StagedOp = 'r';
+        let image = current ?? newRow(id, random);
+        if (overwrite) image = newRow(id, random);
+        else if (current === undefined) op = 'c';
+        else if (random() < 0.6) {
+          op = 'u';
+          image = newRow(id, random);
+        } else op = 'd';
+        if (op === 'd') model.delete(id);
+        else model.set(id, { ...image, us: commitUs.toString() });
+        touched.push(id);
+        rows.push({ ord: rows.length, op, commitUs, row: toRow(image) });
+      }
+      const segment = await stage(rows);
+      for (const [name, tableProperties] of tables) {
+        const root = path.join(dir, name);
+        const where = `${name} round ${round}`;
+        const { plan, version } = await apply(root, [segment], {
+          overwrite,
+          tableProperties,
+          commitTimestampColumn: COMMIT_COLUMN,
+        });
+        expect(await readTable(root, undefined, COMMIT_COLUMN), where).toEqual(rowsText(model));
+        const cdc = plan.actions.filter((a) => 'cdc' in a);
+        if (round === 0 || overwrite) {
+          // Creating or overwriting the table: its adds and removes state the change, as Spark writes it.
+          expect(plan.wholeFileChanges, where).toBe(true);
+          expect(cdc, where).toEqual([]);
+          // Every stored row deleted, every new row inserted (an overwrite says nothing of keys).
+          const expected = [
+            ...expectedChanges(before, new Map(), before.keys()),
+            ...expectedChanges(new Map(), model, model.keys()),
+          ].sort();
+          expect(await readChanges(root, version), where).toEqual(expected);
+        } else {
+          expect(plan.wholeFileChanges, where).toBe(false);
+          expect(cdc.length, where).toBeLessThanOrEqual(1);
+          if (cdc.length > 0) cdcCommits++;
+          expect(await readChanges(root, version), where).toEqual(expectedChanges(before, model, touched));
+        }
+      }
+    }
+    expect(cdcCommits).toBeGreaterThan(20);
+    // The feed's cdc files hold the table's columns and _change_type, as Spark writes them.
+    const snapshot = await loadSnapshot(path.join(dir, 'cdf-dv'));
+    expect(snapshot.protocol.writerFeatures).toEqual(
+      expect.arrayContaining(['deletionVectors', 'changeDataFeed']),
+    );
+    const cdcFiles = readdirSync(path.join(dir, 'cdf-dv', '_change_data'));
+    expect(cdcFiles.length).toBeGreaterThan(5);
+    for (const f of cdcFiles) expect(f).toMatch(/^cdc-00000-[0-9a-f-]{36}\.c000\.snappy\.parquet$/);
+    const columns = await db.rows(
+      `SELECT name FROM parquet_schema('${path.join(dir, 'cdf-dv', '_change_data', cdcFiles[0] as string)}') WHERE num_children IS NULL`,
+    );
+    expect(columns.map((c) => c['name'])).toEqual([
+      'id',
+      'name',
+      'qty',
+      'price',
+      COMMIT_COLUMN,
+      '_change_type',
+    ]);
+  });
+
+  it('a table whose commits would rewrite rows without cdc files is refused at commit', async () => {
+    const root = path.join(dir, 'cdf-refused');
+    const first = await stage([{ ord: 0, op: 'c', commitUs, row: toRow(newRow('1', rng(1))) }]);
+    await apply(root, [first], { tableProperties: CDF_ON, commitTimestampColumn: COMMIT_COLUMN });
+    const update = await stage([{ ord: 0, op: 'u', commitUs, row: toRow(newRow('1', rng(2))) }]);
+    const before = await loadSnapshot(root);
+    const plan = await planMerge(db, {
+      tableRoot: root,
+      snapshot: before,
+      source: SOURCE,
+      stagedFiles: [update],
+      stagedColumns: new Set(SOURCE.columns.map((c) => c.name)),
+      overwrite: false,
+      commitTimestampColumn: COMMIT_COLUMN,
+    });
+    const withoutCdc = plan.actions.filter((a) => !('cdc' in a));
+    expect(withoutCdc.length).toBeLessThan(plan.actions.length);
+    await expect(
+      commit(root, before.version, withoutCdc, { operation: 'MERGE' }, { checkWriteSupport: true }),
+    ).rejects.toMatchObject({ code: 'DELTA_PROTOCOL', message: expect.stringContaining('cdc') });
+  });
+
+  it('refuses the feed on a table keeping its commit time in _commit_timestamp, naming the fix', async () => {
+    const root = path.join(dir, 'cdf-reserved');
+    const first = await stage([{ ord: 0, op: 'c', commitUs, row: toRow(newRow('1', rng(1))) }]);
+    await expect(apply(root, [first], { tableProperties: CDF_ON })).rejects.toMatchObject({
+      code: 'DELTA_PROTOCOL',
+      message: expect.stringContaining('_commit_timestamp'),
+      hint: expect.stringContaining('commit_timestamp_column'),
+    });
+    expect(await isDeltaTable(root)).toBe(false);
   });
 });
 

@@ -25,6 +25,7 @@ import type {
   Protocol,
   RemoveFile,
 } from '../delta/actions.js';
+import { changeRows, writeChangeDataFile } from '../delta/change-data-writer.js';
 import { columnMappingMode } from '../delta/column-mapping.js';
 import { newDataFileName, newTableMetadata } from '../delta/commit.js';
 import {
@@ -38,7 +39,12 @@ import { RowIndexSet } from '../delta/roaring.js';
 import { buildScanSql, layoutOf, type ScanFile, type TableLayout } from '../delta/scan.js';
 import { type StructField, type StructType, schemaString } from '../delta/schema.js';
 import type { Snapshot } from '../delta/snapshot.js';
-import { isFeatureSupported, protocolFor } from '../delta/table-features.js';
+import {
+  changeDataFeedEnabled,
+  checkChangeFeedColumns,
+  isFeatureSupported,
+  protocolFor,
+} from '../delta/table-features.js';
 import { isEnabled } from '../delta/table-properties.js';
 import { ENABLE_TYPE_WIDENING } from '../delta/type-widening.js';
 import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from '../engine/duckdb.js';
@@ -51,6 +57,7 @@ import {
   END_AT_COLUMN,
   evolveSchema,
   hasHistoryColumns,
+  metadataColumnsOf,
   START_AT_COLUMN,
 } from './bronze-schema.js';
 
@@ -88,6 +95,16 @@ export interface MergeInput {
    * starts the batch when `overwrite` is set; it closes every open row. Unused by {@link planMerge}.
    */
   readonly resetAtUs?: bigint | undefined;
+  /**
+   * Name of the column holding each row's source commit time (`table_configuration.commit_timestamp_column`);
+   * default {@link COMMIT_TIMESTAMP_COLUMN}. A table with the change data feed needs another name.
+   */
+  readonly commitTimestampColumn?: string | undefined;
+}
+
+/** The commit time column of the table `input` writes. */
+export function commitColumnOf(input: MergeInput): string {
+  return input.commitTimestampColumn ?? COMMIT_TIMESTAMP_COLUMN;
 }
 
 export interface MergeMetrics {
@@ -120,6 +137,12 @@ export interface MergePlan {
    * table was judged by its statistics alone. The read set for conflict checking.
    */
   readonly readFiles: readonly string[];
+  /**
+   * The plan's removes delete every row of their files and its adds hold only new rows (a table created or
+   * overwritten), so its actions state its row changes exactly: a change-data-feed table needs no cdc files.
+   * Otherwise, on such a table, the plan carries `cdc` actions with every row it changed.
+   */
+  readonly wholeFileChanges: boolean;
 }
 
 /** The staged file a change came from (`read_parquet`'s filename column); with the ord, the source order. */
@@ -138,6 +161,9 @@ function fullRefreshHint(sourceTable: string): string {
 /** The scan's extra columns in the locate step; the prefix keeps them clear of source column names. */
 export const FILE_ID = '__tributary_file_id';
 export const ROW_INDEX = '__tributary_row_index';
+/** Working columns of the change data feed rows. */
+const CDC_OP = '__tributary_cdc_op';
+const CDC_FOUND = '__tributary_cdc_found';
 /** Concurrent DV file reads while loading the DVs of the files to scan. */
 const DV_LOAD_CONCURRENCY = 16;
 
@@ -175,6 +201,8 @@ export interface MergeTarget {
   readonly metadata: Metadata;
   /** Old row versions are retired by deletion vectors rather than by rewriting their files. */
   readonly mergeOnRead: boolean;
+  /** `delta.enableChangeDataFeed` is on: commits that rewrite rows carry cdc files of every change. */
+  readonly changeDataFeed: boolean;
 }
 
 /**
@@ -231,7 +259,7 @@ export function prepareTarget(
         },
       );
     }
-    const evolved = evolveSchema(snapshot.schema, incoming);
+    const evolved = evolveSchema(snapshot.schema, incoming, metadataColumnsOf(commitColumnOf(input)));
     // A column-mapped table's fields carry physical names and ids that a fresh schema would lack.
     const mapped = columnMappingMode(snapshot.metadata, input.tableRoot) !== 'none';
     const recordedKey = snapshot.metadata.configuration[PRIMARY_KEY_PROPERTY];
@@ -246,13 +274,7 @@ export function prepareTarget(
       if (JSON.stringify(upgraded) !== JSON.stringify(snapshot.protocol))
         actions.push({ protocol: upgraded });
       actions.push({ metaData: replaced });
-      return {
-        actions,
-        schema: incoming,
-        protocol: upgraded,
-        metadata: replaced,
-        mergeOnRead: mergeOnReadOf(replaced, upgraded),
-      };
+      return targetOf(input, actions, incoming, upgraded, replaced);
     }
     if (evolved.conflicts.length > 0) {
       throw new TributaryError(
@@ -320,7 +342,31 @@ export function prepareTarget(
       actions.push({ metaData: metadata });
     }
   }
-  return { actions, schema, protocol, metadata, mergeOnRead: mergeOnReadOf(metadata, protocol) };
+  return targetOf(input, actions, schema, protocol, metadata);
+}
+
+function targetOf(
+  input: MergeInput,
+  actions: Action[],
+  schema: StructType,
+  protocol: Protocol,
+  metadata: Metadata,
+): MergeTarget {
+  // Refused here with the bronze remedy; the commit would refuse it too, with a generic one.
+  checkChangeFeedColumns(
+    metadata,
+    schema,
+    input.tableRoot,
+    `Bronze tables keep the source commit time in ${commitColumnOf(input)}. Set table_configuration.commit_timestamp_column to another name (e.g. _source_commit_timestamp) for this table; a table that exists already keeps its columns, so remove its directory ${input.tableRoot} and run \`tributary refresh <pipeline> --table ${input.source.id.schema}.${input.source.id.table}\`. Or leave delta.enableChangeDataFeed off.`,
+  );
+  return {
+    actions,
+    schema,
+    protocol,
+    metadata,
+    mergeOnRead: mergeOnReadOf(metadata, protocol),
+    changeDataFeed: changeDataFeedEnabled(metadata, protocol),
+  };
 }
 
 /** Property on but feature missing from the protocol: a DV would be refused at commit, so rewrite instead. */
@@ -343,9 +389,12 @@ export function keyFieldsOf(fields: readonly StructField[], pk: readonly string[
 
 export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePlan> {
   const snapshot = input.snapshot;
-  const { actions, schema, mergeOnRead } = prepareTarget(input, bronzeSchema(input.source), {
-    replacesRows: input.overwrite,
-  });
+  const commitColumn = commitColumnOf(input);
+  const { actions, schema, mergeOnRead, changeDataFeed } = prepareTarget(
+    input,
+    bronzeSchema(input.source, { commitTimestampColumn: commitColumn }),
+    { replacesRows: input.overwrite },
+  );
 
   const fields = schema.fields;
   const pk = input.source.primaryKey;
@@ -353,7 +402,7 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
   const pkList = pk.map(q).join(', ');
   const staged = `[${input.stagedFiles.map(quoteDuckString).join(', ')}]`;
   const typed = fields.map((f) =>
-    f.name === COMMIT_TIMESTAMP_COLUMN
+    f.name === commitColumn
       ? `make_timestamp(${COMMIT_US_COLUMN})::TIMESTAMPTZ AS ${q(f.name)}`
       : `${fromStaged(f, input.stagedColumns.has(f.name))} AS ${q(f.name)}`,
   );
@@ -384,6 +433,8 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
     let readFiles: readonly AddFile[] = [];
     let keptSql: string | null = null;
     let counts = { inserted: 0, updated: 0, deleted: 0 };
+    // The stored rows this merge replaces or deletes, whole, for the change data feed.
+    let retiredSql: string | null = null;
 
     if (snapshot === null || input.overwrite || existing.length === 0) {
       for (const add of input.overwrite ? existing : []) {
@@ -422,16 +473,22 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
         `CREATE TEMP TABLE hits AS SELECT * FROM (${locate}) t SEMI JOIN chg USING (${pkList})`,
       );
       counts = await changeCounts(session, pkList);
+      const hitRows = mergeOnRead || changeDataFeed ? await rowsByFile(session) : new Map();
+      if (changeDataFeed && hitRows.size > 0) {
+        const retired = await buildScanSql(session.connection, {
+          layout,
+          files: [...hitRows].map(
+            ([i, rows]) => scanFiles([candidates[i] as AddFile], [rows])[0] as ScanFile,
+          ),
+          rowMode: 'keep',
+        });
+        await session.run(`CREATE TEMP TABLE retired AS ${retired}`);
+        retiredSql = `SELECT ${fields.map((f) => `r.${q(f.name)}`).join(', ')}, c.${OP_COLUMN} AS ${q(CDC_OP)}
+            FROM retired r JOIN chg c ON ${pk.map((k) => `r.${q(k)} = c.${q(k)}`).join(' AND ')}`;
+      }
 
       if (mergeOnRead) {
-        const retired = await retireByDeletionVectors(
-          session,
-          snapshot,
-          candidates,
-          dvRows,
-          await rowsByFile(session),
-          now,
-        );
+        const retired = await retireByDeletionVectors(session, snapshot, candidates, dvRows, hitRows, now);
         removes.push(...retired.removes);
         dvAdds.push(...retired.dvAdds);
         Object.assign(dvMetrics, retired.metrics);
@@ -490,6 +547,30 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
     const adds: AddFile[] = [...dvAdds, ...(written.add ? [written.add] : [])];
     actions.push(...removes.map((remove) => ({ remove })), ...adds.map((add) => ({ add })));
     const merge = !input.overwrite && existing.length > 0;
+    if (changeDataFeed && merge) {
+      // Every change of the commit, as Spark's MERGE records it: a reader takes this version's changes from
+      // the cdc files alone. A key's new row is an update's postimage when a stored row was replaced.
+      const names = fields.map((f) => f.name);
+      const found = `SELECT DISTINCT ${pkList}, true AS ${q(CDC_FOUND)} FROM hits`;
+      const parts = [
+        changeRows(
+          names,
+          `CASE WHEN ${q(CDC_FOUND)} THEN 'update_postimage' ELSE 'insert' END`,
+          `SELECT u.*, h.${q(CDC_FOUND)} FROM (${upserts}) u LEFT JOIN (${found}) h USING (${pkList})`,
+        ),
+        ...(retiredSql
+          ? [
+              changeRows(
+                names,
+                `CASE WHEN ${q(CDC_OP)} = 'd' THEN 'delete' ELSE 'update_preimage' END`,
+                retiredSql,
+              ),
+            ]
+          : []),
+      ];
+      const cdc = await writeChangeDataFile(session.connection, input.tableRoot, parts.join(' UNION ALL '));
+      if (cdc) actions.push({ cdc });
+    }
     // A DV update removes and re-adds the same path: those are neither new nor gone data files.
     const dvPaths = new Set(dvAdds.map((a) => a.path));
     return {
@@ -506,6 +587,7 @@ export async function planMerge(db: DuckDb, input: MergeInput): Promise<MergePla
       },
       deletionVectors: dvMetrics,
       readFiles: readFiles.map((a) => a.path),
+      wholeFileChanges: !merge,
     };
   } finally {
     await session[Symbol.asyncDispose]();

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asPosition } from '../core/position.js';
 import type { Row, TableSchema } from '../core/table.js';
 import type { AddFile } from '../delta/actions.js';
+import { tableChangesSql } from '../delta/change-data-feed.js';
 import { commit } from '../delta/commit.js';
 import { scanSql } from '../delta/scan.js';
 import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
@@ -159,14 +160,18 @@ async function stage(changes: readonly Change[], schema: TableSchema = SOURCE): 
   return path.join(volume.segmentDir(seq), manifest.tables[key]?.file as string);
 }
 
-async function readHistory(root: string, where = 'true'): Promise<string[]> {
+async function readHistory(
+  root: string,
+  where = 'true',
+  commitColumn = '_commit_timestamp',
+): Promise<string[]> {
   const snapshot = await loadSnapshot(root);
   const connection = await db.instance.connect();
   try {
     const sql = await scanSql(snapshot, connection);
     const reader = await connection.runAndReadAll(
       `SELECT CAST(id AS VARCHAR) AS id, name, CAST(qty AS VARCHAR) AS qty, CAST(price AS VARCHAR) AS price,
-              CAST(epoch_us(_commit_timestamp) AS VARCHAR) AS us, CAST(epoch_us(__START_AT) AS VARCHAR) AS s,
+              CAST(epoch_us("${commitColumn}") AS VARCHAR) AS us, CAST(epoch_us(__START_AT) AS VARCHAR) AS s,
               CAST(epoch_us(__END_AT) AS VARCHAR) AS e
          FROM (${sql}) WHERE ${where}`,
     );
@@ -191,6 +196,7 @@ async function apply(
     tableProperties?: Record<string, string>;
     source?: TableSchema;
     partial?: boolean;
+    commitTimestampColumn?: string;
   } = {},
 ): Promise<{ plan: MergePlan; before: Snapshot | null; version: number }> {
   const before = await snapshotOrNull(root);
@@ -205,13 +211,14 @@ async function apply(
     resetAtUs: options.reset,
     tableProperties: options.tableProperties,
     partial: options.partial ?? false,
+    commitTimestampColumn: options.commitTimestampColumn,
   });
   const version = await commit(
     root,
     before?.version ?? -1,
     [...plan.actions, { txn: { appId: 'test', version: seq, lastUpdated: Date.now() } }],
     { operation: plan.operation, operationParameters: plan.operationParameters, isBlindAppend: false },
-    { snapshot: before, checkWriteSupport: true },
+    { snapshot: before, checkWriteSupport: plan.wholeFileChanges ? { wholeFileChanges: true } : true },
   );
   return { plan, before, version };
 }
@@ -582,6 +589,94 @@ describe('columns a change leaves unchanged (PostgreSQL unchanged TOAST values)'
       [row('big', 1, 1, 2), row('big', 2, 2, 3), row('bigger', 3, 3, 4), row('bigger', 4, 4, null)].sort(),
     );
   });
+});
+
+describe('the change data feed of a history table', () => {
+  const COMMIT_COLUMN = '_source_commit_timestamp';
+  const CDF_ON = { 'delta.enableChangeDataFeed': 'true' };
+
+  async function readChanges(root: string, version: number): Promise<{ type: string; row: string }[]> {
+    const connection = await db.instance.connect();
+    try {
+      const sql = await tableChangesSql(root, connection, { startVersion: version, endVersion: version });
+      const reader = await connection.runAndReadAll(
+        `SELECT CAST(id AS VARCHAR) AS id, name, CAST(qty AS VARCHAR) AS qty, CAST(price AS VARCHAR) AS price,
+                CAST(epoch_us("${COMMIT_COLUMN}") AS VARCHAR) AS us, CAST(epoch_us(__START_AT) AS VARCHAR) AS s,
+                CAST(epoch_us(__END_AT) AS VARCHAR) AS e, _change_type FROM (${sql})`,
+      );
+      return (reader.getRowObjectsJson() as Record<string, string | null>[]).map((r) => ({
+        type: r['_change_type'] as string,
+        row: JSON.stringify([r['id'], r['name'], r['qty'], r['price'], r['us'], r['s'], r['e']]),
+      }));
+    } finally {
+      connection.closeSync();
+    }
+  }
+
+  for (const [label, properties] of [
+    ['copy-on-write', CDF_ON],
+    ['deletion vectors', { ...CDF_ON, ...DV_ON }],
+  ] as const) {
+    it(`replaying each commit's feed on the table before gives the table after (${label})`, async () => {
+      const random = rng(20261124);
+      const root = path.join(dir, `cdf-${label.replace(' ', '-')}`);
+      const model = new HistoryModel();
+      let us = T0;
+      let previous: string[] = [];
+      const seen = new Set<string>();
+      for (let round = 0; round < 12; round++) {
+        let reset: bigint | undefined;
+        if (round === 7) {
+          us += SECOND;
+          reset = us;
+          model.reset(reset);
+        }
+        const changes: Change[] = [];
+        for (let o = 0; o < 1 + Math.floor(random() * 20); o++) {
+          const id = String(1 + Math.floor(random() * 30));
+          us += SECOND;
+          const op: StagedOp = model.open.has(id) ? (random() < 0.3 ? 'd' : 'u') : 'c';
+          const image = newImage(id, random);
+          model.change(op, image, us);
+          changes.push({ op, image, us });
+        }
+        const { plan, version } = await apply(root, [await stage(changes)], {
+          ...(reset === undefined ? {} : { reset }),
+          tableProperties: properties,
+          commitTimestampColumn: COMMIT_COLUMN,
+        });
+        const after = await readHistory(root, 'true', COMMIT_COLUMN);
+        expect(after, `round ${round}`).toEqual(model.rows());
+        const feed = await readChanges(root, version);
+        for (const c of feed) seen.add(c.type);
+        // Remove what the feed says left (each such row must be there), add what it says arrived.
+        const replayed = [...previous];
+        for (const c of feed) {
+          if (c.type === 'update_preimage' || c.type === 'delete') {
+            const at = replayed.indexOf(c.row);
+            expect(
+              at,
+              `round ${round}: ${c.type} of a row the table did not hold: ${c.row}`,
+            ).toBeGreaterThanOrEqual(0);
+            replayed.splice(at, 1);
+          } else replayed.push(c.row);
+        }
+        expect(replayed.sort(), `round ${round}`).toEqual(after);
+        // A copy-on-write rewrite copies untouched rows: no row may show as both leaving and arriving.
+        const left = new Set(feed.filter((c) => c.type.endsWith('preimage')).map((c) => c.row));
+        expect(
+          feed.filter((c) => c.type !== 'update_preimage' && left.has(c.row)),
+          `round ${round}`,
+        ).toEqual([]);
+        expect(
+          plan.actions.some((a) => 'cdc' in a),
+          `round ${round}`,
+        ).toBe(round > 0);
+        previous = after;
+      }
+      expect([...seen].sort()).toEqual(['insert', 'update_postimage', 'update_preimage']);
+    });
+  }
 });
 
 describe('the SCD type of an existing table', () => {

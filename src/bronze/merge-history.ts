@@ -21,15 +21,17 @@
  */
 import { TributaryError } from '../core/errors.js';
 import type { AddFile, RemoveFile } from '../delta/actions.js';
+import { changeRows, writeChangeDataFile } from '../delta/change-data-writer.js';
 import { removeFileAction, unionRowIndexSets } from '../delta/deletion-vector-writer.js';
 import type { RowIndexSet } from '../delta/roaring.js';
 import { buildScanSql, duckdbType, layoutOf, type ScanFile, type TableLayout } from '../delta/scan.js';
 import type { StructField } from '../delta/schema.js';
 import { type DuckDb, quoteDuckIdent as q, quoteDuckString } from '../engine/duckdb.js';
 import { COMMIT_US_COLUMN, OP_COLUMN, ORD_COLUMN, UNCHANGED_COLUMN } from '../staging/segment-format.js';
-import { bronzeSchema, COMMIT_TIMESTAMP_COLUMN, END_AT_COLUMN, START_AT_COLUMN } from './bronze-schema.js';
+import { bronzeSchema, END_AT_COLUMN, metadataColumnsOf, START_AT_COLUMN } from './bronze-schema.js';
 import {
   candidateFiles,
+  commitColumnOf,
   FILE_COLUMN,
   FILE_ID,
   fromStaged,
@@ -44,7 +46,6 @@ import {
   writeDataFile,
 } from './merge-changes.js';
 
-const METADATA = new Set([COMMIT_TIMESTAMP_COLUMN, START_AT_COLUMN, END_AT_COLUMN]);
 /** Columns of the `chg` and `ver` temp tables, prefixed to stay clear of source column names. */
 const OP = '__h_op';
 const US = '__h_us';
@@ -75,9 +76,11 @@ function mayHoldOpenRows(add: AddFile): boolean {
 
 export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<MergePlan> {
   const snapshot = input.snapshot;
-  const { actions, schema, mergeOnRead } = prepareTarget(
+  const commitColumn = commitColumnOf(input);
+  const metadataColumns = metadataColumnsOf(commitColumn);
+  const { actions, schema, mergeOnRead, changeDataFeed } = prepareTarget(
     input,
-    bronzeSchema(input.source, { history: true }),
+    bronzeSchema(input.source, { history: true, commitTimestampColumn: commitColumn }),
     // A reset closes every open row, so the rows after it may be keyed anew.
     { resets: input.overwrite },
   );
@@ -93,7 +96,7 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
   const pkList = pk.map(q).join(', ');
   const byKey = `PARTITION BY ${pkList}`;
   const inOrder = `ORDER BY ${q(FILE)}, ${q(ORD)}`;
-  const sourceFields = fields.filter((f) => !METADATA.has(f.name));
+  const sourceFields = fields.filter((f) => !metadataColumns.has(f.name));
   const staged = `[${input.stagedFiles.map(quoteDuckString).join(', ')}]`;
   const partialColumns = input.partial
     ? sourceFields.filter((f) => input.stagedColumns.has(f.name) && !pk.includes(f.name))
@@ -236,7 +239,7 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
     const versionCols = fields
       .map((f) => {
         const name = q(f.name);
-        if (f.name === COMMIT_TIMESTAMP_COLUMN) return `${timestampOf(`v.${q(US)}`)} AS ${name}`;
+        if (f.name === commitColumn) return `${timestampOf(`v.${q(US)}`)} AS ${name}`;
         if (f.name === START_AT_COLUMN) return `${timestampOf('v.__h_eff_us')} AS ${name}`;
         if (f.name === END_AT_COLUMN) return `${timestampOf('v.__h_next_us')} AS ${name}`;
         if (partialColumns.includes(f))
@@ -261,6 +264,22 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
     const adds: AddFile[] = [...dvAdds, ...(written.add ? [written.add] : [])];
     actions.push(...removes.map((remove) => ({ remove })), ...adds.map((add) => ({ add })));
     const merge = existing.length > 0;
+    if (changeDataFeed && merge) {
+      // Every change of the commit: each closed row is an update of its __END_AT (the stored open row its
+      // preimage, the closed copy its postimage), each new version an insert. Rows a rewrite only copied
+      // are no change.
+      const names = fields.map((f) => f.name);
+      const cdc = await writeChangeDataFile(
+        session.connection,
+        input.tableRoot,
+        [
+          changeRows(names, "'update_preimage'", openSql),
+          changeRows(names, "'update_postimage'", closed),
+          changeRows(names, "'insert'", versions),
+        ].join(' UNION ALL '),
+      );
+      if (cdc) actions.push({ cdc });
+    }
     const dvPaths = new Set(dvAdds.map((a) => a.path));
     return {
       actions,
@@ -283,6 +302,8 @@ export async function planHistoryMerge(db: DuckDb, input: MergeInput): Promise<M
       },
       deletionVectors: dvMetrics,
       readFiles: readFiles.map((a) => a.path),
+      // Closing rows rewrites them: unless the table is new, the actions do not state the changes.
+      wholeFileChanges: !merge,
     };
   } finally {
     await session[Symbol.asyncDispose]();

@@ -31,12 +31,17 @@ export function layoutSwitched(snapshot: Snapshot | null, source: TableSchema, h
  * A history table whose column types changed beyond what Delta can widen: closing its rows cannot carry them
  * over (a history table keeps its rows across a reset), so a refresh replaces it whole, like a layout switch.
  */
-export function historyCannotEvolve(snapshot: Snapshot | null, source: TableSchema): boolean {
+export function historyCannotEvolve(
+  snapshot: Snapshot | null,
+  source: TableSchema,
+  commitTimestampColumn?: string,
+): boolean {
   return (
     snapshot !== null &&
     hasHistoryColumns(snapshot.schema, source) &&
     columnMappingMode(snapshot.metadata, snapshot.tableRoot) === 'none' &&
-    evolveSchema(snapshot.schema, bronzeSchema(source, { history: true })).conflicts.length > 0
+    evolveSchema(snapshot.schema, bronzeSchema(source, { history: true, commitTimestampColumn })).conflicts
+      .length > 0
   );
 }
 
@@ -72,6 +77,8 @@ export function replacingTable(snapshot: Snapshot, plan: MergePlan): MergePlan {
     ...plan,
     actions,
     operationParameters: { ...plan.operationParameters, mode: 'Overwrite', replacesLayout: true },
+    // Every old file goes, and `plan` was made for a new table: only new rows are added.
+    wholeFileChanges: true,
     metrics: {
       ...plan.metrics,
       deleted: plan.metrics.deleted + rowsBefore,

@@ -312,6 +312,27 @@ connections:
       expect(error.message).toContain('source_tabel: unknown key (did you mean "source_table"?) (line 20)');
     });
 
+    it('refuses the change data feed on a table keeping its commit time in _commit_timestamp', () => {
+      const cdf = "table_properties: { delta.enableChangeDataFeed: 'true' }";
+      const error = parseError(
+        edit(EXAMPLE, 'table_configuration: { scd_type: SCD_TYPE_1 }', `table_configuration: { ${cdf} }`),
+      );
+      expect(problems(error)).toEqual([
+        "pipelines.retail_ingestion_pipeline.objects[0].table.table_configuration.commit_timestamp_column: delta.enableChangeDataFeed reserves the column name _commit_timestamp for the change feed's own column; set commit_timestamp_column to another name, e.g. _source_commit_timestamp",
+      ]);
+      const renamed = parseConfig(
+        edit(
+          EXAMPLE,
+          'table_configuration: { scd_type: SCD_TYPE_1 }',
+          `table_configuration: { ${cdf}, commit_timestamp_column: _source_commit_timestamp }`,
+        ),
+        CONFIG_PATH,
+      ).pipelines[PIPELINE]?.objects[0];
+      expect(renamed).toMatchObject({
+        table: { table_configuration: { commit_timestamp_column: '_source_commit_timestamp' } },
+      });
+    });
+
     it('lists the allowed keys when nothing is close', () => {
       const error = parseError(`${EXAMPLE}frobnicate: true\n`);
       expect(problems(error)).toEqual([
@@ -474,7 +495,7 @@ connections:
       );
       expect(problems(parseError(text))).toEqual([
         'pipelines.retail_ingestion_pipeline.objects[0].table.table_configuration.exclude_columns: cannot be combined with include_columns; use one or the other',
-        'pipelines.retail_ingestion_pipeline.objects[1].schema.table_configuration.primary_keys: unknown key (allowed: scd_type, table_properties)',
+        'pipelines.retail_ingestion_pipeline.objects[1].schema.table_configuration.primary_keys: unknown key (allowed: scd_type, table_properties, commit_timestamp_column)',
       ]);
     });
 

@@ -247,6 +247,7 @@ function tableConfiguration(
         include_columns?: string[] | undefined;
         exclude_columns?: string[] | undefined;
         table_properties?: Record<string, string> | undefined;
+        commit_timestamp_column?: string | undefined;
       }
     | undefined,
 ): TableConfiguration {
@@ -256,6 +257,9 @@ function tableConfiguration(
     ...(c?.include_columns === undefined ? {} : { include_columns: c.include_columns }),
     ...(c?.exclude_columns === undefined ? {} : { exclude_columns: c.exclude_columns }),
     ...(c?.table_properties === undefined ? {} : { table_properties: c.table_properties }),
+    ...(c?.commit_timestamp_column === undefined
+      ? {}
+      : { commit_timestamp_column: c.commit_timestamp_column }),
   };
 }
 

@@ -47,15 +47,51 @@ const tableProperties = z.record(
   },
 );
 
+/** The bronze column holding each row's source commit time; `_commit_timestamp` unless configured. */
+export const DEFAULT_COMMIT_TIMESTAMP_COLUMN = '_commit_timestamp';
+/** Names the Delta change data feed adds to its rows (src/delta/table-features.ts). */
+const CHANGE_FEED_COLUMNS = ['_change_type', '_commit_version', '_commit_timestamp'];
+
+const commitTimestampColumn = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be a column name made of letters, digits and "_"' });
+
+/**
+ * A bronze table with the change data feed on cannot keep the source commit time in `_commit_timestamp`: the
+ * feed reserves that name for its own column, and Delta engines refuse such a table. Found here rather than
+ * when the table is created, rounds later.
+ */
+function checkChangeFeed(
+  value: {
+    table_properties?: Record<string, string> | undefined;
+    commit_timestamp_column?: string | undefined;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const cdf = Object.entries(value.table_properties ?? {}).some(
+    ([k, v]) => k === 'delta.enableChangeDataFeed' && v.trim().toLowerCase() === 'true',
+  );
+  const column = value.commit_timestamp_column ?? DEFAULT_COMMIT_TIMESTAMP_COLUMN;
+  if (cdf && CHANGE_FEED_COLUMNS.includes(column.toLowerCase())) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['commit_timestamp_column'],
+      message: `delta.enableChangeDataFeed reserves the column name ${column} for the change feed's own column; set commit_timestamp_column to another name, e.g. _source_commit_timestamp`,
+    });
+  }
+}
+
 const tableConfiguration = z
   .strictObject({
     scd_type: scdType.optional(),
     table_properties: tableProperties.optional(),
+    commit_timestamp_column: commitTimestampColumn.optional(),
     primary_keys: columnList.min(1, { error: 'must list at least one column' }).optional(),
     include_columns: columnList.min(1, { error: 'must list at least one column' }).optional(),
     exclude_columns: columnList.optional(),
   })
   .superRefine((value, ctx) => {
+    checkChangeFeed(value, ctx);
     // Which one wins would be a guess, and a column in both lists is almost certainly a mistake.
     if (value.include_columns !== undefined && value.exclude_columns !== undefined) {
       ctx.addIssue({
@@ -67,10 +103,13 @@ const tableConfiguration = z
   });
 
 /** Per-table options apply to one table; on a whole schema they would apply to tables that differ. */
-const schemaTableConfiguration = z.strictObject({
-  scd_type: scdType.optional(),
-  table_properties: tableProperties.optional(),
-});
+const schemaTableConfiguration = z
+  .strictObject({
+    scd_type: scdType.optional(),
+    table_properties: tableProperties.optional(),
+    commit_timestamp_column: commitTimestampColumn.optional(),
+  })
+  .superRefine(checkChangeFeed);
 
 const tableObject = z.strictObject({
   source_catalog: sourceName.optional(),
@@ -226,6 +265,12 @@ export interface TableConfiguration {
    * `ALTER TABLE ... SET TBLPROPERTIES`.
    */
   table_properties?: Record<string, string>;
+  /**
+   * The bronze column holding each row's source commit time; default `_commit_timestamp`. A table with the
+   * change data feed on needs another name (the feed reserves `_commit_timestamp`). Set when the table is
+   * created: a table created with another name keeps it.
+   */
+  commit_timestamp_column?: string;
   primary_keys?: string[];
   include_columns?: string[];
   exclude_columns?: string[];

@@ -327,6 +327,35 @@ describe('commit enforces table features', () => {
       { cdc: { path: '_change_data/x.parquet', partitionValues: {}, size: 1, dataChange: false } },
     ];
     await commit(root, 1, withCdc, { operation: 'MERGE' }, { checkWriteSupport: true });
+    // An overwrite's removes and adds state its change exactly: the writer says so, and needs no cdc.
+    await commit(
+      root,
+      2,
+      [remove('b.parquet', true), { add: add('d.parquet') }],
+      { operation: 'WRITE' },
+      { checkWriteSupport: { wholeFileChanges: true } },
+    );
+  });
+
+  it('changeDataFeed: refuses the feed on a table with a column it reserves, case-insensitively', async () => {
+    const root = await table('cdf-reserved', {});
+    const snapshot = await loadSnapshot(root);
+    for (const column of ['_commit_timestamp', '_Change_Type', '_commit_version']) {
+      const schema = JSON.parse(snapshot.metadata.schemaString) as { fields: unknown[] };
+      const metaData = {
+        ...snapshot.metadata,
+        schemaString: JSON.stringify({
+          ...schema,
+          fields: [...schema.fields, { name: column, type: 'long', nullable: true, metadata: {} }],
+        }),
+        configuration: { 'delta.enableChangeDataFeed': 'true' },
+      };
+      await expect(
+        commit(root, 0, [{ protocol: { minReaderVersion: 1, minWriterVersion: 4 } }, { metaData }], {
+          operation: 'SET TBLPROPERTIES',
+        }),
+      ).rejects.toMatchObject({ code: 'DELTA_PROTOCOL', message: expect.stringContaining(column) });
+    }
   });
 
   it('refuses a data write to a table with an unimplemented writer feature, naming it', async () => {

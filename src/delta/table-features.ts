@@ -9,8 +9,8 @@
  *   implement. A writer must honour every supported feature even when its property is off, so "listed" is
  *   what counts, not "enabled".
  * - {@link checkCommitFeatures} enforces, per commit, the log-level rules (appendOnly, deletion vectors and
- *   domain metadata only when supported, protocol/metadata changes that stay consistent) and, for data
- *   writers, changeDataFeed.
+ *   domain metadata only when supported, protocol/metadata changes that stay consistent, the change data
+ *   feed's reserved column names) and, for data writers, that changeDataFeed tables get their cdc files.
  */
 import { TributaryError } from '../core/errors.js';
 import type { Action, Metadata, Protocol } from './actions.js';
@@ -256,6 +256,51 @@ export interface WriteSupportOptions {
    * a writer that writes physical column names. Their in-use conditions are then not checked either.
    */
   honouredFeatures?: Iterable<string>;
+  /**
+   * The commit's `remove`s delete every row of their files and its `add`s hold only new rows (an overwrite),
+   * so its add/remove actions state the row changes exactly and a change-data-feed table needs no cdc files
+   * for it, as Spark writes none for an overwrite.
+   */
+  wholeFileChanges?: boolean;
+}
+
+/** Columns a change feed read adds after the table's own; a table column of one of these names blocks the feed. */
+export const RESERVED_CHANGE_FEED_COLUMNS = ['_change_type', '_commit_version', '_commit_timestamp'] as const;
+
+/** Whether commits to the table must record their row changes: the property is on and the protocol has it. */
+export function changeDataFeedEnabled(metadata: Metadata, protocol: Protocol): boolean {
+  return (
+    isEnabled(metadata.configuration, 'delta.enableChangeDataFeed') &&
+    isFeatureSupported(protocol, 'changeDataFeed')
+  );
+}
+
+/**
+ * Refuses metadata that enables the change data feed on a table with a column the feed reserves (compared
+ * case-insensitively, as Spark resolves names): the feed's rows would carry two columns of that name. Spark
+ * refuses the same tables.
+ *
+ * @throws `DELTA_PROTOCOL` naming the columns, with `hint` (default: rename the columns or leave the feed off).
+ */
+export function checkChangeFeedColumns(
+  metadata: Metadata,
+  schema: StructType,
+  tableRoot: string,
+  hint?: string,
+): void {
+  if (!isEnabled(metadata.configuration, 'delta.enableChangeDataFeed')) return;
+  const reserved = new Set<string>(RESERVED_CHANGE_FEED_COLUMNS);
+  const clash = schema.fields.map((f) => f.name).filter((name) => reserved.has(name.toLowerCase()));
+  if (clash.length === 0) return;
+  throw new TributaryError(
+    'DELTA_PROTOCOL',
+    `Cannot enable the change data feed on Delta table ${tableRoot}: it has column(s) ${clash.join(', ')}, and the feed reserves ${RESERVED_CHANGE_FEED_COLUMNS.join(', ')} for the columns it adds to every change row.`,
+    {
+      hint:
+        hint ??
+        `Rename or drop the column(s) ${clash.join(', ')} first, or leave delta.enableChangeDataFeed off.`,
+    },
+  );
 }
 
 /**
@@ -323,11 +368,15 @@ function parseSchemaOf(metadata: Metadata): StructType {
  * - appendOnly: with `delta.appendOnly=true`, no `remove` with `dataChange: true`;
  * - deletion vectors and domain metadata may only appear when their feature is supported.
  *
+ * - a metadata change that enables the change data feed on a table with a reserved column name
+ *   ({@link checkChangeFeedColumns}).
+ *
  * With `options.dataWriter` also {@link checkWriteSupport}, and changeDataFeed: with
- * `delta.enableChangeDataFeed=true`, a commit that both adds and removes data files (an update/merge rewrite)
- * must carry `cdc` actions (insert-only commits and whole-file deletes need none). It is opt-in because
- * maintenance operations (RESTORE, CLONE, OPTIMIZE, property changes) honour features per operation
- * themselves and legitimately commit such rewrites without cdc files.
+ * `delta.enableChangeDataFeed=true`, a commit that both adds and removes data files (an update/merge rewrite,
+ * a deletion vector update) must carry `cdc` actions, unless the writer declares `wholeFileChanges`
+ * (insert-only commits and whole-file deletes need none). It is opt-in because maintenance operations
+ * (RESTORE, CLONE, OPTIMIZE, property changes) honour features per operation themselves and legitimately
+ * commit such rewrites without cdc files.
  */
 export function checkCommitFeatures(
   protocol: Protocol,
@@ -339,6 +388,8 @@ export function checkCommitFeatures(
   const error = tooNew(protocol, tableRoot);
   if (error) throw error;
   if (options.dataWriter) checkWriteSupport(protocol, metadata, tableRoot, options.dataWriter);
+  if (actions.some((a) => 'metaData' in a))
+    checkChangeFeedColumns(metadata, parseSchemaOf(metadata), tableRoot);
   if (actions.some((a) => 'protocol' in a || 'metaData' in a)) {
     const before = new Set(
       options.previous
@@ -390,6 +441,7 @@ export function checkCommitFeatures(
   }
   if (
     options.dataWriter &&
+    options.dataWriter.wholeFileChanges !== true &&
     dataAdds &&
     dataRemoves &&
     !cdc &&

@@ -434,9 +434,15 @@ describe('maintenance statements', () => {
         value: 'Table lake.bronze.orders_props does not have property: delta.autoOptimize.autoCompact',
       },
     ]);
-    await expect(
-      s.execute("ALTER TABLE bronze.orders_props SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')"),
-    ).rejects.toMatchObject({ code: 'DELTA_PROTOCOL' });
+    // The change data feed is written by Tributary's merges: turning it on upgrades the protocol.
+    await s.execute(
+      "ALTER TABLE bronze.orders_props SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')",
+    );
+    const props = await loadSnapshot(
+      warehouse.tablePath({ catalog: 'lake', schema: 'bronze', table: 'orders_props' }),
+    );
+    expect(props.protocol.minWriterVersion).toBeGreaterThanOrEqual(4);
+    expect(props.metadata.configuration['delta.enableChangeDataFeed']).toBe('true');
     await expect(
       s.execute(
         "ALTER TABLE bronze.orders_props SET TBLPROPERTIES ('delta.autoOptimize.optimizeWrite' = 'maybe')",

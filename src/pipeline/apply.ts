@@ -41,6 +41,8 @@ export interface ApplyTarget {
   readonly scdType?: 'SCD_TYPE_1' | 'SCD_TYPE_2';
   /** The pipeline's schema evolution policy (see MergeInput.schemaEvolution); default `evolve`. */
   readonly schemaEvolution?: 'evolve' | 'fail' | 'ignore';
+  /** `table_configuration.commit_timestamp_column` (see MergeInput.commitTimestampColumn). */
+  readonly commitTimestampColumn?: string;
 }
 
 export interface ApplyOptions {
@@ -227,7 +229,7 @@ async function applyTable(
       newestShape !== undefined &&
       pending.findLastIndex(isReset) >= 0 &&
       (layoutSwitched(snapshot, newestShape, history) ||
-        (history && historyCannotEvolve(snapshot, newestShape)));
+        (history && historyCannotEvolve(snapshot, newestShape, target.commitTimestampColumn)));
     if (switching) {
       pending = pending.slice(pending.findLastIndex(isReset));
     } else if (history) {
@@ -282,6 +284,7 @@ async function applyTable(
         ...(overwrite ? { resetAtUs: resetTimeUs(first, target.sourceKey) } : {}),
         ...(target.tableProperties ? { tableProperties: { ...target.tableProperties } } : {}),
         ...(target.schemaEvolution ? { schemaEvolution: target.schemaEvolution } : {}),
+        ...(target.commitTimestampColumn ? { commitTimestampColumn: target.commitTimestampColumn } : {}),
       };
       plan = load
         ? await planSnapshotLoad(options.db, {
@@ -317,7 +320,12 @@ async function applyTable(
         },
         // Refuses, naming the feature, a table whose protocol this writer cannot honour (e.g. someone enabled
         // a feature on a bronze table by ALTER TABLE); the table is left untouched.
-        { snapshot, checkWriteSupport: true, log: options.log },
+        // A change-data-feed table needs cdc files unless the plan's actions state its changes exactly.
+        {
+          snapshot,
+          checkWriteSupport: plan.wholeFileChanges ? { wholeFileChanges: true } : true,
+          log: options.log,
+        },
       );
     } catch (error) {
       // Another writer got there first: re-read the table and decide again (it may have applied this batch).

@@ -662,12 +662,17 @@ describe('TBLPROPERTIES', () => {
     expect(() => normaliseTableProperty('delta.logRetentionDuration', 'interval 1 month')).toThrow(
       /interval/,
     );
-    expect(() => normaliseTableProperty('delta.enableChangeDataFeed', 'true')).toThrow(
+    expect(() => normaliseTableProperty('delta.enableRowTracking', 'true')).toThrow(
       expect.objectContaining({ code: 'DELTA_PROTOCOL' }),
     );
-    expect(normaliseTableProperty('delta.enableChangeDataFeed', 'false')).toEqual([
-      'delta.enableChangeDataFeed',
+    expect(normaliseTableProperty('delta.enableRowTracking', 'false')).toEqual([
+      'delta.enableRowTracking',
       'false',
+    ]);
+    // Written by the bronze merges since they write _change_data files.
+    expect(normaliseTableProperty('delta.enableChangeDataFeed', 'TRUE')).toEqual([
+      'delta.enableChangeDataFeed',
+      'true',
     ]);
     expect(normaliseTableProperty('delta.targetFileSize', '64mb')).toEqual(['delta.targetFileSize', '64mb']);
   });

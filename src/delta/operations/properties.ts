@@ -4,9 +4,9 @@
  * Keys outside `delta.` are free-form and stored as given (`comment` sets the table description, as in Spark).
  * `delta.` keys are checked, as Spark does: an unknown one is refused, and a value must have the right form
  * (booleans are stored lower-case). Properties that switch on a feature Tributary's writers do not implement
- * (change data feed, column mapping, row tracking, ...) are refused, because a table that claims a feature its
- * writers ignore is silently wrong for every reader. Deletion vectors are implemented: turning them on
- * upgrades the protocol.
+ * (column mapping, row tracking, ...) are refused, because a table that claims a feature its writers ignore
+ * is silently wrong for every reader. Deletion vectors and the change data feed are implemented: turning
+ * them on upgrades the protocol.
  */
 import { TributaryError } from '../../core/errors.js';
 import type { Action, Metadata } from '../actions.js';
@@ -45,7 +45,9 @@ const KNOWN: readonly KnownProperty[] = [
   { key: 'delta.isolationLevel', kind: 'isolation' },
   { key: 'delta.randomizeFilePrefixes', kind: 'boolean' },
   { key: 'delta.randomPrefixLength', kind: 'int' },
-  { key: 'delta.enableChangeDataFeed', kind: 'boolean', refuse: { values: ['true'], why: NOT_WRITTEN } },
+  // Honoured by the bronze merges, which write _change_data files for the rows they change (appends and
+  // overwrites need none); the commit refuses it on a table with a column the feed reserves.
+  { key: 'delta.enableChangeDataFeed', kind: 'boolean' },
   // Every writer here honours deletion vectors (bronze merge writes them; OPTIMIZE, VACUUM, RESTORE and CLONE
   // keep them), so switching them on upgrades the protocol to reader 3 / writer 7 with `deletionVectors`.
   { key: 'delta.enableDeletionVectors', kind: 'boolean' },
