@@ -12,15 +12,81 @@
  *   expression), their `FOR SYSTEM_VERSION` / `FOR SYSTEM_TIME` spellings, and `t@v3`: the reference is
  *   replaced by a generated view of that version, aliased with the table's name so `t.col` keeps working.
  *
+ * - `table_changes('<table>', start [, end])`: the change data feed of a table (`'catalog.schema.table'`, or
+ *   ``'delta.`/path`'``) between two versions, or two timestamps given as strings; replaced by a generated
+ *   view of the table's columns plus `_change_type`, `_commit_version` and `_commit_timestamp`.
+ *
  * `INTERVAL 7 DAYS` needs no rewrite: DuckDB accepts it as written.
  */
-import { Cursor, isIdentifierToken, type TableReference, type Temporal } from './statements/cursor.js';
-import { identifierText, type Token, tokenize } from './statements/lexer.js';
+import {
+  Cursor,
+  isIdentifierToken,
+  sqlError,
+  type TableReference,
+  type Temporal,
+} from './statements/cursor.js';
+import { identifierText, stringValue, type Token, tokenize } from './statements/lexer.js';
 
 /** A table reference the session must register as a view before the statement runs. */
 export interface ViewReference {
   readonly table: TableReference;
   readonly temporal?: Temporal;
+  /** `table_changes(...)`: the change data feed from `start` to `end` (default: the latest version). */
+  readonly changes?: { readonly start: Temporal; readonly end?: Temporal };
+}
+
+const TABLE_CHANGES_SYNTAX =
+  "table_changes('catalog.schema.table', <start version or 'timestamp'> [, <end version or 'timestamp'>])";
+
+/** One bound of `table_changes`: an integer version or a timestamp string. */
+function changeBound(token: Token | undefined): Temporal {
+  if (token?.type === 'number' && /^\d+$/.test(token.text)) return { version: Number(token.text) };
+  if (token?.type === 'string')
+    return { timestampSql: `TIMESTAMPTZ '${stringValue(token).replaceAll("'", "''")}'` };
+  throw sqlError(
+    `table_changes: expected a version number or a timestamp string${token ? `, not ${token.text}` : ''}`,
+    `Write ${TABLE_CHANGES_SYNTAX}.`,
+  );
+}
+
+/**
+ * `table_changes(` at the cursor: reads the call and returns its reference and the index of its last token
+ * (`)`), or throws `SQL_ERROR` with the syntax.
+ */
+function tableChangesCall(cursor: Cursor): { reference: ViewReference; last: number } {
+  const at = (i: number) => cursor.peek(i);
+  const name = at(2);
+  if (name?.type !== 'string' || at(3)?.text !== ',') {
+    throw sqlError(
+      'table_changes: the first argument must be the table name as a string',
+      `Write ${TABLE_CHANGES_SYNTAX}.`,
+    );
+  }
+  const inner = new Cursor(stringValue(name));
+  let table: TableReference;
+  try {
+    table = inner.tableReference();
+  } catch {
+    throw sqlError(
+      `table_changes: '${stringValue(name)}' is not a table name`,
+      `Write ${TABLE_CHANGES_SYNTAX}.`,
+    );
+  }
+  if (!inner.atEnd())
+    throw sqlError(
+      `table_changes: '${stringValue(name)}' is not a table name`,
+      `Write ${TABLE_CHANGES_SYNTAX}.`,
+    );
+  const start = changeBound(at(4));
+  let last = 5;
+  let end: Temporal | undefined;
+  if (at(5)?.text === ',') {
+    end = changeBound(at(6));
+    last = 7;
+  }
+  if (at(last)?.text !== ')')
+    throw sqlError('table_changes: expected ) after its arguments', `Write ${TABLE_CHANGES_SYNTAX}.`);
+  return { reference: { table, changes: end === undefined ? { start } : { start, end } }, last };
 }
 
 export interface DialectRewrite {
@@ -84,6 +150,19 @@ export function rewriteDatabricksSql(sql: string, options: { firstId?: number } 
       continue;
     }
     const previous = cursor.peek(-1);
+    if (
+      t.type === 'word' &&
+      t.text.toLowerCase() === 'table_changes' &&
+      cursor.peek(1)?.text === '(' &&
+      !(previous?.type === 'op' && previous.text === '.')
+    ) {
+      const { reference, last } = tableChangesCall(cursor);
+      const view = `__delta_${nextId++}`;
+      replacements.push({ start: t.start, end: endOf(cursor.peek(last) as Token), text: view });
+      references.set(view, reference);
+      cursor.position += last + 1;
+      continue;
+    }
     if (isIdentifierToken(t) && !(previous?.type === 'op' && previous.text === '.')) {
       const start = cursor.position;
       let table: TableReference | undefined;

@@ -204,6 +204,61 @@ describe('queries', () => {
     });
   });
 
+  it("reads the change data feed with table_changes('table', start [, end]), by version or timestamp", async () => {
+    await using s = await session();
+    // Spark's feed of a table with updates and deletes, read by path (the transcribed kernel test's totals).
+    const cdf = await copyCorpus('kernel-rs/data/cdf-table-non-partitioned', 'cdf-np');
+    const feed = await s.execute(
+      `SELECT _commit_version AS v, _change_type AS type, count(*) AS n FROM table_changes('delta.\`${cdf}\`', 0, 2) GROUP BY ALL ORDER BY v, type`,
+    );
+    expect(feed.rows).toEqual([
+      { v: 0, type: 'insert', n: 10 },
+      { v: 1, type: 'update_postimage', n: 3 },
+      { v: 1, type: 'update_preimage', n: 3 },
+      { v: 2, type: 'update_postimage', n: 3 },
+      { v: 2, type: 'update_preimage', n: 3 },
+    ]);
+    // By name, from a version the feed was turned on at, with timestamps as bounds.
+    const root = await copyOrders('orders_cdf');
+    await s.execute(
+      "ALTER TABLE bronze.orders_cdf SET TBLPROPERTIES ('delta.enableChangeDataFeed' = 'true')",
+    );
+    await append(root, "(5, 1.00, '2026-02-01 00:00:00')", 'us');
+    await append(root, "(6, 2.00, '2026-02-02 00:00:00')", 'eu');
+    for (let v = 4; v <= 6; v++) {
+      const t = Date.UTC(2026, 1, v, 12);
+      await utimes(path.join(root, '_delta_log', commitFileName(v)), t / 1000, t / 1000);
+    }
+    const ids = async (args: string) =>
+      (await s.execute(`SELECT order_id, _commit_version AS v FROM table_changes(${args}) ORDER BY v`)).rows;
+    expect(await ids("'lake.bronze.orders_cdf', 4")).toEqual([
+      { order_id: 5, v: 5 },
+      { order_id: 6, v: 6 },
+    ]);
+    expect(await ids("'bronze.orders_cdf', 5, 5")).toEqual([{ order_id: 5, v: 5 }]);
+    // From the first commit at or after the start, to the last at or before the end.
+    expect(await ids("'bronze.orders_cdf', '2026-02-05 00:00:00', '2026-02-05 23:00:00'")).toEqual([
+      { order_id: 5, v: 5 },
+    ]);
+    expect(await ids("'bronze.orders_cdf', '2026-02-05 12:00:00'")).toEqual([
+      { order_id: 5, v: 5 },
+      { order_id: 6, v: 6 },
+    ]);
+    // Before the feed was on, and malformed calls, are errors that say so.
+    await expect(s.execute("SELECT * FROM table_changes('bronze.orders_cdf', 2)")).rejects.toMatchObject({
+      code: 'DELTA_PROTOCOL',
+      message: expect.stringContaining('not enabled'),
+    });
+    await expect(s.execute('SELECT * FROM table_changes(bronze.orders_cdf, 2)')).rejects.toMatchObject({
+      code: 'SQL_ERROR',
+      hint: expect.stringContaining("table_changes('catalog.schema.table'"),
+    });
+    await expect(s.execute("SELECT * FROM table_changes('bronze.orders_cdf', x)")).rejects.toMatchObject({
+      code: 'SQL_ERROR',
+      message: expect.stringContaining('version number or a timestamp'),
+    });
+  });
+
   it('runs several statements, returning the last result, and follows USE', async () => {
     await using s = await SqlSession.open(warehouse);
     expect((await s.execute("SELECT 1 AS a; -- comment\nSELECT ';' AS b;")).rows).toEqual([{ b: ';' }]);

@@ -16,6 +16,7 @@ import { type CutVersion, readConsistentCuts } from '../catalog/consistent-cut.j
 import { formatTableName, type TableName, type Warehouse } from '../catalog/warehouse.js';
 import { isTributaryError, messageOf, TributaryError } from '../core/errors.js';
 import type { ConnectionDirectory } from '../core/ports.js';
+import { tableChangesSql } from '../delta/change-data-feed.js';
 import { scanSql } from '../delta/scan.js';
 import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js';
 import { rewriteDatabricksSql } from './databricks-dialect.js';
@@ -157,6 +158,24 @@ export class SqlSession implements AsyncDisposable, StatementContext {
     return loadSnapshot(table.root, cut === undefined ? {} : { version: cut.version });
   }
 
+  /**
+   * A `table_changes` bound as a version. A timestamp starts at the first version committed at or after it, and
+   * ends at the last version committed at or before it, as Databricks reads them.
+   */
+  async #changesBound(table: ResolvedTable, bound: Temporal, side: 'start' | 'end'): Promise<number> {
+    if ('version' in bound) return bound.version;
+    const at = await this.evaluateTimestamp(bound.timestampSql);
+    if (side === 'end') return (await loadSnapshot(table.root, { timestamp: at })).version;
+    const before = new Date(at.getTime() - 1);
+    try {
+      return (await loadSnapshot(table.root, { timestamp: before })).version + 1;
+    } catch (error) {
+      // Nothing was committed before it: the table's first version is the first at or after it.
+      if (isTributaryError(error) && error.code === 'DELTA_TABLE_NOT_FOUND') return 0;
+      throw error;
+    }
+  }
+
   async evaluateTimestamp(sql: string): Promise<Date> {
     const expression = rewriteDatabricksSql(sql).sql;
     let ms: unknown;
@@ -191,6 +210,17 @@ export class SqlSession implements AsyncDisposable, StatementContext {
     this.#nextViewId += references.size;
     for (const [view, reference] of references) {
       const table = await this.resolveTable(reference.table);
+      if (reference.changes) {
+        const changes = await tableChangesSql(table.root, this.db.connection, {
+          startVersion: await this.#changesBound(table, reference.changes.start, 'start'),
+          endVersion:
+            reference.changes.end === undefined
+              ? undefined
+              : await this.#changesBound(table, reference.changes.end, 'end'),
+        });
+        await this.db.run(`CREATE OR REPLACE TEMP VIEW ${q(view)} AS ${changes}`);
+        continue;
+      }
       const snapshot = await this.#readSnapshot(table, reference.temporal);
       await this.db.run(
         `CREATE OR REPLACE TEMP VIEW ${q(view)} AS ${await scanSql(snapshot, this.db.connection)}`,

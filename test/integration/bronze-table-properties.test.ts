@@ -81,6 +81,67 @@ describe('bronze table properties', () => {
     expect((await loadSnapshot(root)).files.some((a) => a.deletionVector)).toBe(true);
   });
 
+  for (const [label, dv] of [
+    ['copy-on-write', false],
+    ['deletion vectors', true],
+  ] as const) {
+    it(`records every applied change in the change data feed, read with table_changes (${label})`, async () => {
+      await using f = await pipelineFixture({
+        prefix: dv ? 'cdf_dv' : 'cdf',
+        setup: async (conn) => {
+          await conn.query('CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(20))');
+          await conn.query('INSERT INTO t VALUES ?', [Array.from({ length: 300 }, (_, i) => [i, `v${i}`])]);
+        },
+        objects: (db) => `      - schema:
+          source_schema: ${db}
+          destination_catalog: retail_analytics
+          destination_schema: bronze
+          table_configuration:
+            commit_timestamp_column: _source_commit_timestamp
+            table_properties: { delta.enableChangeDataFeed: "true"${dv ? ', delta.enableDeletionVectors: "true"' : ''} }`,
+      });
+      await f.run();
+      const [created] = await f.sql('DESCRIBE DETAIL retail_analytics.bronze.t');
+      const afterSnapshot = Number(
+        (await f.sql('DESCRIBE HISTORY retail_analytics.bronze.t LIMIT 1'))[0]?.['version'],
+      );
+      expect(JSON.stringify(created?.['properties'])).toContain('delta.enableChangeDataFeed');
+      await f.conn.query("UPDATE t SET v = 'changed' WHERE id IN (1, 2, 3)");
+      await f.conn.query('DELETE FROM t WHERE id IN (10, 11)');
+      await f.conn.query("INSERT INTO t VALUES (1000, 'new')");
+      // A key changed twice, and a key inserted then deleted, within the same round: only the net change counts.
+      await f.conn.query("UPDATE t SET v = 'twice' WHERE id = 1");
+      await f.conn.query("INSERT INTO t VALUES (2000, 'gone')");
+      await f.conn.query('DELETE FROM t WHERE id = 2000');
+      await f.run();
+      const changes = await f.sql(
+        `SELECT id, v, _change_type FROM table_changes('retail_analytics.bronze.t', ${afterSnapshot + 1}) ORDER BY id, _change_type`,
+      );
+      expect(changes).toEqual([
+        { id: 1, v: 'twice', _change_type: 'update_postimage' },
+        { id: 1, v: 'v1', _change_type: 'update_preimage' },
+        { id: 2, v: 'changed', _change_type: 'update_postimage' },
+        { id: 2, v: 'v2', _change_type: 'update_preimage' },
+        { id: 3, v: 'changed', _change_type: 'update_postimage' },
+        { id: 3, v: 'v3', _change_type: 'update_preimage' },
+        { id: 10, v: 'v10', _change_type: 'delete' },
+        { id: 11, v: 'v11', _change_type: 'delete' },
+        { id: 1000, v: 'new', _change_type: 'insert' },
+      ]);
+      // The snapshot's version reads as inserts of every row (no cdc files needed for it).
+      const [snapshotFeed] = await f.sql(
+        `SELECT count(*) AS n, min(_change_type) AS t FROM table_changes('retail_analytics.bronze.t', ${afterSnapshot}, ${afterSnapshot})`,
+      );
+      expect(snapshotFeed).toEqual({ n: 300, t: 'insert' });
+      const { source, bronze } = await sourceAndBronze(f, 't', 'id');
+      expect(bronze).toEqual(source);
+      const [row] = await f.sql(
+        'SELECT count(*) AS n FROM retail_analytics.bronze.t WHERE _source_commit_timestamp IS NULL',
+      );
+      expect(row).toEqual({ n: 0 });
+    });
+  }
+
   it('compacts small files after apply when delta.autoOptimize.autoCompact is on', async () => {
     const db = await freshDatabase('compact');
     const dir = await mkdtemp(join(tmpdir(), 'tributary-compact-'));

@@ -26,7 +26,7 @@ export function registerSqlCommand(program: Command, ctx: CliContext): void {
     .argument(
       '<statements>',
       'SQL statements separated by ";" (DuckDB plus Databricks forms: CURRENT_TIMESTAMP(), time travel, ' +
-        'DESCRIBE HISTORY/DETAIL, OPTIMIZE, VACUUM, RESTORE, SHALLOW CLONE, ALTER TABLE ... TBLPROPERTIES, SET); ' +
+        'table_changes(), DESCRIBE HISTORY/DETAIL, OPTIMIZE, VACUUM, RESTORE, SHALLOW CLONE, ALTER TABLE ... TBLPROPERTIES, SET); ' +
         '"-" reads them from stdin',
     )
     .addOption(
