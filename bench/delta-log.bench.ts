@@ -32,6 +32,7 @@ import type { StructType } from '../src/delta/schema.js';
 import { loadSnapshot } from '../src/delta/snapshot.js';
 import { formatStats } from '../src/delta/stats.js';
 import { DuckDb, quoteDuckString } from '../src/engine/duckdb.js';
+import { seededRandom as prng } from '../src/testing/seeded-random.js';
 
 const COMMITS = Number(process.env['BENCH_COMMITS'] ?? 10_000);
 export const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
@@ -108,18 +109,6 @@ function seconds(ms: number): number {
 
 export function ratio(ours: Timing, limit: Timing): number {
   return Number((ours.medianMs / limit.medianMs).toFixed(3));
-}
-
-/** mulberry32: the same table shape on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface BuiltTables {

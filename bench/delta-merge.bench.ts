@@ -5,7 +5,7 @@
  * the number of changes, not the table size (10M within 2× of 1M), and stays ahead of copy-on-write; memory
  * stays bounded while rewriting a 10M-row table (peak RSS reported).
  *
- * Usage: npm run bench -- delta-merge   (BENCH_SIZES, default "1000000,10000000"; BENCH_RUNS, default 3)
+ * Usage: npm run bench -- delta-merge   (BENCH_SIZES, default "1000000,10000000"; BENCH_RUNS, default 5)
  */
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,10 +20,11 @@ import { protocolFor } from '../src/delta/table-features.js';
 import { DuckDb, quoteDuckString } from '../src/engine/duckdb.js';
 import { computeFileStats } from '../src/engine/file-stats.js';
 import { StagingVolume } from '../src/staging/staging-volume.js';
+import { seededRandom } from '../src/testing/seeded-random.js';
 import { timeRuns } from './measure.js';
 
 const SIZES = (process.env['BENCH_SIZES'] ?? '1000000,10000000').split(',').map(Number);
-const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
+const RUNS = Number(process.env['BENCH_RUNS'] ?? 5);
 const CHANGES = 10_000;
 const ROWS_PER_FILE = 1_000_000;
 
@@ -83,11 +84,7 @@ async function stageChanges(
   seq: number,
   seed: number,
 ): Promise<string> {
-  let s = seed;
-  const rand = () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648;
-  };
+  const rand = seededRandom(seed);
   const staged = [];
   for (let ord = 0; ord < CHANGES; ord++) {
     const r = rand();
@@ -161,6 +158,8 @@ export async function benchDeltaMerge(): Promise<Record<string, unknown>> {
         copyOnWriteMs: Math.round(cow.medianMs),
         deletionVectorsMs: Math.round(dv.medianMs),
         dvAdvantage: Number((cow.medianMs / dv.medianMs).toFixed(2)),
+        copyOnWriteRunsMs: cow.runsMs.map(Math.round),
+        deletionVectorsRunsMs: dv.runsMs.map(Math.round),
         peakRssMiBAfterCopyOnWrite: cowPeakMiB,
         peakRssMiBBefore: Math.round(rssBefore / 1024),
       });

@@ -19,6 +19,7 @@ import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js'
 import { DuckDb } from '../engine/duckdb.js';
 import { INITIAL_GATEWAY_STATE, type StagedOp } from '../staging/segment-format.js';
 import { type StagedRow, StagingVolume } from '../staging/staging-volume.js';
+import { seededRandom as rng } from '../testing/seeded-random.js';
 import { fromStaged, type MergePlan, planMerge } from './merge-changes.js';
 
 const SOURCE: TableSchema = {
@@ -42,18 +43,6 @@ interface ModelRow {
   readonly us: string;
 }
 type Model = Map<string, ModelRow>;
-
-/** Deterministic, so a failure replays. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** Half the keys are beyond 2^53, so stats bounds must stay exact 64-bit integers. */
 function keyOf(k: number): string {

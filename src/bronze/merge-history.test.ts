@@ -17,6 +17,7 @@ import { isDeltaTable, loadSnapshot, type Snapshot } from '../delta/snapshot.js'
 import { DuckDb } from '../engine/duckdb.js';
 import { INITIAL_GATEWAY_STATE, type StagedOp } from '../staging/segment-format.js';
 import { type StagedRow, StagingVolume } from '../staging/staging-volume.js';
+import { seededRandom as rng } from '../testing/seeded-random.js';
 import { END_AT_COLUMN } from './bronze-schema.js';
 import { type MergePlan, planMerge } from './merge-changes.js';
 import { planHistoryMerge } from './merge-history.js';
@@ -93,18 +94,6 @@ function rowText(v: Version): string {
     String(v.start),
     v.end === null ? null : String(v.end),
   ]);
-}
-
-/** Deterministic, so a failure replays. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }
 
 let dir: string;

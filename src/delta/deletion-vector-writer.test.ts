@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seededRandom } from '../testing/seeded-random.js';
 import { type AddFile, deletionVectorId } from './actions.js';
 import {
   deletionVectorFileBytes,
@@ -99,11 +100,7 @@ describe('writeDeletionVectors', () => {
 
 describe('unionRowIndexSets', () => {
   it('matches a set built from both inputs', () => {
-    let seed = 7;
-    const random = () => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
+    const random = seededRandom(7);
     for (let round = 0; round < 50; round++) {
       const a = Array.from({ length: Math.floor(random() * 200) }, () => Math.floor(random() * 500));
       const b = Array.from({ length: Math.floor(random() * 200) }, () => Math.floor(random() * 500));

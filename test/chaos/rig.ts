@@ -9,6 +9,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
+import { seededRandom } from '../../src/testing/seeded-random.js';
 import { CLI_PATH, type CliRun, runCli } from '../harness/cli.js';
 import { type ChaosDatabase, TABLES, type TableName } from './sources.js';
 import { sleep } from './workload.js';
@@ -252,9 +253,5 @@ export async function until<T>(
 
 /** A pseudo-random sequence for kill timings, seeded so a failing run can be replayed. */
 export function randomSequence(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648;
-  };
+  return seededRandom(seed);
 }

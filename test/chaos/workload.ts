@@ -7,6 +7,8 @@
  * reconnects and goes on. The source is the truth the bronze tables are compared with at the end, so
  * nothing here needs to remember what it wrote.
  */
+
+import { seededRandom } from '../../src/testing/seeded-random.js';
 import type { ChaosDatabase, Dialect, SqlClient } from './sources.js';
 
 export interface WorkloadStats {
@@ -19,7 +21,7 @@ export class Workload {
   readonly #db: ChaosDatabase;
   readonly #dialect: Dialect;
   readonly #pauseMs: number;
-  #seed: number;
+  readonly #random: () => number;
   #stopping = false;
   #loop: Promise<void> | undefined;
   #committed = 0;
@@ -29,7 +31,7 @@ export class Workload {
   constructor(db: ChaosDatabase, dialect: Dialect, options: { seed: number; pauseMs?: number }) {
     this.#db = db;
     this.#dialect = dialect;
-    this.#seed = options.seed;
+    this.#random = seededRandom(options.seed);
     this.#pauseMs = options.pauseMs ?? 15;
   }
 
@@ -57,11 +59,6 @@ export class Workload {
         throw new Error(`the workload committed no ${n} transactions in ${timeoutMs} ms`);
       await sleep(20);
     }
-  }
-
-  #random(): number {
-    this.#seed = (this.#seed * 1103515245 + 12345) % 2147483648;
-    return this.#seed / 2147483648;
   }
 
   #int(n: number): number {

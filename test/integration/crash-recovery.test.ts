@@ -6,17 +6,14 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seededRandom } from '../../src/testing/seeded-random.js';
 import { type PipelineFixture, pipelineFixture, sourceAndBronze } from '../harness/pipeline-fixture.js';
 
 const SMALL_SEGMENTS = { TRIBUTARY_SNAPSHOT_CHUNK_ROWS: '400', TRIBUTARY_SEGMENT_MAX_CHANGES: '150' };
 
 /** Deterministic workload: inserts, updates (some of the key), deletes, in several transactions. */
 async function mutate(f: PipelineFixture, seed: number, transactions = 12): Promise<void> {
-  let s = seed;
-  const rand = () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648;
-  };
+  const rand = seededRandom(seed);
   for (let t = 0; t < transactions; t++) {
     await f.conn.query('START TRANSACTION');
     for (let i = 0; i < 40; i++) {

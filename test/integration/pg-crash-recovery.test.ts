@@ -7,17 +7,14 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodePgPosition, parseLsn } from '../../src/sources/postgres/lsn.js';
+import { seededRandom } from '../../src/testing/seeded-random.js';
 import { type PgPipelineFixture, pgPipelineFixture } from '../harness/pg-pipeline-fixture.js';
 import { pgAdmin } from '../harness/postgres.js';
 
 const SMALL_SEGMENTS = { TRIBUTARY_SNAPSHOT_CHUNK_ROWS: '400', TRIBUTARY_SEGMENT_MAX_CHANGES: '150' };
 
 async function mutate(f: PgPipelineFixture, seed: number, transactions = 12): Promise<void> {
-  let s = seed;
-  const rand = () => {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    return s / 2147483648;
-  };
+  const rand = seededRandom(seed);
   for (let t = 0; t < transactions; t++) {
     await f.client.query('BEGIN');
     for (let i = 0; i < 40; i++) {
