@@ -88,10 +88,15 @@ const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 /** `00` … `99`. */
 const PAD2 = Array.from({ length: 100 }, (_, i) => (i < 10 ? `0${i}` : String(i)));
 
-/** zongji's `zeroPad`: the last `size` characters of the number after 32 zeros (it truncates longer ones). */
+const ZEROS = '00000000000000000000000000000000';
+
+/**
+ * zongji's `zeroPad`: the last `size` (at most 32) characters of the number written after 32 zeros, so a
+ * longer number is truncated to its last digits. Without building the 32-zero string each time.
+ */
 function zeroPad(num: number | string, size: number): string {
-  const s = `00000000000000000000000000000000${num}`;
-  return s.substring(s.length - size);
+  const s = typeof num === 'string' ? num : String(num);
+  return s.length >= size ? s.substring(s.length - size) : ZEROS.substring(0, size - s.length) + s;
 }
 
 function pad2(n: number): string {
@@ -232,19 +237,19 @@ function textDecoder(
   if (charset === 'latin1' || charset === 'ascii') {
     const table = singleByteTable(decodeText, charset);
     if (!table) return undefined;
+    // Decoded as ISO-8859-1 (one character per byte, natively), then the bytes the charset maps otherwise
+    // (latin1 is cp1252 in MySQL: 0x80-0x9f differ) are replaced from the table.
+    const differing = table.flatMap((char, byte) => (char === String.fromCharCode(byte) ? [] : [byte]));
+    if (differing.length === 0) return (buffer, start, end) => buffer.toString('latin1', start, end);
+    const pattern = new RegExp(
+      `[${differing.map((b) => `\\u${b.toString(16).padStart(4, '0')}`).join('')}]`,
+      'g',
+    );
+    const replace = (c: string) => table[c.charCodeAt(0)] as string;
     return (buffer, start, end) => {
-      let ascii = true;
-      for (let i = start; i < end; i++) {
-        if ((buffer[i] as number) >= 0x80) {
-          ascii = false;
-          break;
-        }
-      }
-      // Below 0x80 both charsets are ASCII.
-      if (ascii) return buffer.toString('latin1', start, end);
-      let out = '';
-      for (let i = start; i < end; i++) out += table[buffer[i] as number];
-      return out;
+      const text = buffer.toString('latin1', start, end);
+      pattern.lastIndex = 0;
+      return pattern.test(text) ? text.replace(pattern, replace) : text;
     };
   }
   return undefined;
