@@ -78,6 +78,67 @@ function chunkQuery(
   return { sql: `SELECT ${columns} FROM ${from} WHERE (${key}) > (${marks}) ORDER BY ${key}`, params };
 }
 
+/**
+ * The rows of one query in arrays of up to `size`, read with back-pressure: the connection is paused while a
+ * full batch waits for the consumer. Rows are taken from the driver's `result` events into the batch directly;
+ * a per-row async iterator (Readable's) cost about a third of the read.
+ */
+async function* rowBatches(
+  connection: CoreConnection,
+  query: { sql: string; values: unknown[]; typeCast?: typeof spatialTypeCast },
+  size: number,
+): AsyncIterable<Row[]> {
+  const ready: Row[][] = [];
+  let current: Row[] = [];
+  let ended = false;
+  let failure: { error: unknown } | undefined;
+  let paused = false;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const running = connection.query(query);
+  running.on('result', (row) => {
+    current.push(row as Row);
+    if (current.length < size) return;
+    ready.push(current);
+    current = [];
+    if (!paused) {
+      paused = true;
+      connection.pause();
+    }
+    notify();
+  });
+  running.on('error', (error) => {
+    failure = { error };
+    notify();
+  });
+  running.on('end', () => {
+    if (current.length > 0) ready.push(current);
+    current = [];
+    ended = true;
+    notify();
+  });
+  for (;;) {
+    const batch = ready.shift();
+    if (batch) {
+      if (paused && ready.length === 0) {
+        paused = false;
+        connection.resume();
+      }
+      yield batch;
+      continue;
+    }
+    if (failure) throw failure.error;
+    if (ended) return;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  }
+}
+
 export async function* readSnapshot(
   endpoint: MySqlEndpoint,
   tables: readonly TableSchema[],
@@ -105,28 +166,33 @@ export async function* readSnapshot(
       // Spatial values are read as their stored bytes and reach staging as WKB, as from the binlog
       // (spatial.ts); other tables keep the driver's compiled row parser without a typeCast.
       const spatial = table.columns.some((c) => isSpatialType(c.sourceType));
-      const stream = core
-        .query({ sql, values: params, ...(spatial ? { typeCast: spatialTypeCast } : {}) })
-        .stream({ highWaterMark: Math.min(options.chunkRows, 10_000) });
+      // Read ahead in batches of at most 10,000 rows (the memory the stream's buffer had before).
+      const rows = rowBatches(
+        core,
+        { sql, values: params, ...(spatial ? { typeCast: spatialTypeCast } : {}) },
+        Math.min(options.chunkRows, 10_000),
+      );
       let events: ChangeEvent[] = [];
       try {
-        for await (const row of stream as AsyncIterable<Row>) {
-          events.push({ kind: 'read', table: table.id, after: row });
-          if (events.length >= options.chunkRows) {
-            yield {
-              origin: 'snapshot',
-              position,
-              commitTime,
-              complete: true,
-              events,
-              snapshotTable: table.id,
-            };
-            events = [];
-            options.signal.throwIfAborted();
+        for await (const batch of rows) {
+          for (const row of batch) {
+            events.push({ kind: 'read', table: table.id, after: row });
+            if (events.length >= options.chunkRows) {
+              yield {
+                origin: 'snapshot',
+                position,
+                commitTime,
+                complete: true,
+                events,
+                snapshotTable: table.id,
+              };
+              events = [];
+              options.signal.throwIfAborted();
+            }
           }
         }
       } catch (error) {
-        stream.destroy();
+        // The connection is this snapshot's own: destroying it (below) ends the query.
         throw classifyMySqlError(
           error,
           endpoint,
