@@ -416,6 +416,7 @@ async function roundWith(
       tables,
       snapshotChunkRows:
         options.snapshotChunkRows ?? envInt('TRIBUTARY_SNAPSHOT_CHUNK_ROWS') ?? DEFAULT_SNAPSHOT_CHUNK_ROWS,
+      snapshotParallelTables: gateway.snapshot_parallel_tables,
       segmentMaxChanges:
         options.segmentMaxChanges ?? envInt('TRIBUTARY_SEGMENT_MAX_CHANGES') ?? DEFAULT_SEGMENT_CHANGES,
       ...idleSeal(),

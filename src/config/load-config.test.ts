@@ -87,6 +87,7 @@ describe('parseConfig', () => {
       storage: 'retail_analytics.landing.ingestion_volume',
       server_id: 5401,
       staging_retention_days: 25,
+      snapshot_parallel_tables: 2,
     });
     expect(config.pipelines[PIPELINE]).toEqual({
       name: 'retail_ingestion_pipeline',

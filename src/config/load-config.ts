@@ -190,6 +190,7 @@ function build(file: ConfigFile, configPath: string): TributaryConfig {
       ...(g.slot_name === undefined ? {} : { slot_name: g.slot_name }),
       ...(g.publication_name === undefined ? {} : { publication_name: g.publication_name }),
       staging_retention_days: g.staging_retention_days ?? 25,
+      snapshot_parallel_tables: g.snapshot_parallel_tables ?? 2,
     };
   }
   const pipelines: Record<string, PipelineConfig> = {};

@@ -209,6 +209,11 @@ const gateway = z.strictObject({
     .number({ error: 'expected a number of days' })
     .min(0, { error: 'must not be negative' })
     .optional(),
+  snapshot_parallel_tables: z
+    .int({ error: 'expected a whole number of tables' })
+    .min(1, { error: 'must be between 1 and 16' })
+    .max(16, { error: 'must be between 1 and 16' })
+    .optional(),
   server_id: z
     .int({ error: 'expected an integer' })
     .min(1, { error: 'must be between 1 and 4294967295' })
@@ -345,6 +350,11 @@ export interface GatewayConfig {
    * Segments not yet applied are never deleted, however old.
    */
   staging_retention_days: number;
+  /**
+   * MySQL/MariaDB: how many tables a snapshot reads at once, each on a connection and in a consistent
+   * snapshot of its own (default 2). PostgreSQL reads its tables one after another.
+   */
+  snapshot_parallel_tables: number;
 }
 
 export interface PipelineConfig {

@@ -26,6 +26,13 @@ export interface SnapshotOptions {
   /** Rows per batch; a batch is the unit that reaches staging. */
   readonly chunkRows: number;
   /**
+   * At most this many tables are read at once (default 1). A source that reads tables in parallel reads each
+   * in a consistent transaction of its own, so each table's batches carry that transaction's position (the
+   * table's own snapshot point, from which the stream takes the table's changes); batches of different tables
+   * interleave, each table's in key order and ending with its `snapshotTableComplete` batch.
+   */
+  readonly parallelTables?: number;
+  /**
    * Resume points by `schema.table`: read only rows whose key sorts after these key values. Each is the
    * `resumeKey` of the table's last staged batch, or, when the source gave none, the staged text of each
    * key column of its last row. Tables without an entry are read from the start.

@@ -31,6 +31,8 @@ export interface CaptureOptions {
   readonly tables: readonly TableSchema[];
   /** Rows per snapshot segment. */
   readonly snapshotChunkRows: number;
+  /** At most this many tables are read at once by a snapshot (default 1); see SnapshotOptions.parallelTables. */
+  readonly snapshotParallelTables?: number;
   /** A stream segment is sealed at the first transaction boundary after this many changes. */
   readonly segmentMaxChanges: number;
   /**
@@ -97,9 +99,19 @@ export async function capture(options: CaptureOptions): Promise<CaptureReport> {
   if (missingNow().length > 0) state = await stageSnapshot(options, state, missingNow(), segments, refreshed);
   if (requested.length > 0) await volume.refreshDone(requested);
 
+  // Tables snapshotted in parallel each hold the source at their own point. The stream starts at the earliest;
+  // reading on to the latest in the same round lets the tables agree again before this round's apply (the
+  // consistent cut), instead of showing, until the next round, a table ahead of another.
+  let until = options.until;
+  if (until !== undefined) {
+    for (const t of missing) {
+      const at = state.snapshotPositions[tableKey(t.id)];
+      if (at !== undefined && at > until) until = at;
+    }
+  }
   let changes = 0;
-  if (state.position !== null && (options.until === undefined || state.position < options.until)) {
-    const result = await stageStream(options, state, segments);
+  if (state.position !== null && (until === undefined || state.position < until)) {
+    const result = await stageStream({ ...options, ...(until ? { until } : {}) }, state, segments);
     state = result.state;
     changes = result.changes;
   }
@@ -192,9 +204,14 @@ async function stageSnapshot(
       (e, ord): StagedRow => ({ ord, op: 'r', commitUs, row: (e as { after: Row }).after }),
     );
     const lastRow = rows.at(-1)?.row;
+    // Each table streams from its own snapshot point (tables read in parallel have one each); a resumed table
+    // keeps the point of its first chunk.
+    const tablePosition = pending.positions?.[key] ?? batch.position;
     pending = {
       ...pending,
-      position: pending.position ?? batch.position,
+      position:
+        pending.position === null || batch.position < pending.position ? batch.position : pending.position,
+      positions: { ...pending.positions, [key]: tablePosition },
       lastKeys: lastRow
         ? { ...pending.lastKeys, [key]: batch.resumeKey ?? keyText(lastRow, table) }
         : pending.lastKeys,
@@ -206,17 +223,20 @@ async function stageSnapshot(
       return;
     }
     const seq = state.seq + 1;
-    const startAt = pending.position as Position;
+    const startAt = tablePosition;
     const sealed = afterSegment(state, seq, rows.length > 0 || reset ? [key] : []);
     if (last) {
       const snapshotPositions = { ...state.snapshotPositions };
-      for (const k of pending.tables) snapshotPositions[k] = startAt;
+      // Snapshots staged before per-table points existed have one point for all their tables.
+      for (const k of pending.tables)
+        snapshotPositions[k] = pending.positions?.[k] ?? (pending.position as Position);
       state = {
         ...state,
         ...sealed,
         pendingSnapshot: null,
         snapshotPositions,
-        position: state.position ?? startAt,
+        // Streaming starts at the earliest point; each table skips what its own snapshot holds.
+        position: state.position ?? (pending.position as Position),
       };
     } else {
       state = { ...state, ...sealed, pendingSnapshot: pending };
@@ -251,20 +271,21 @@ async function stageSnapshot(
 
   const reading = options.source.snapshot(todo, {
     chunkRows: options.snapshotChunkRows,
+    ...(options.snapshotParallelTables ? { parallelTables: options.snapshotParallelTables } : {}),
     signal: options.signal,
     restartsLog: state.position === null,
     ...(afterKeys.size > 0 ? { afterKeys } : {}),
   });
   const lastTable = todo.at(-1);
+  // Tables read in parallel finish in any order: the snapshot is complete with the last of them.
+  const completed = new Set<string>();
   let sealedLast = false;
   for await (const batch of reading) {
     if (sealedLast)
       throw new TributaryError('INTERNAL', 'the source read on after the last table was complete');
-    sealedLast =
-      batch.snapshotTableComplete === true &&
-      lastTable !== undefined &&
-      batch.snapshotTable !== undefined &&
-      tableKey(batch.snapshotTable) === tableKey(lastTable.id);
+    if (batch.snapshotTableComplete === true && batch.snapshotTable !== undefined)
+      completed.add(tableKey(batch.snapshotTable));
+    sealedLast = todo.length > 0 && completed.size === todo.length;
     await seal(batch, sealedLast);
   }
   if (!sealedLast) {

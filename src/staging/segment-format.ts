@@ -81,8 +81,14 @@ export interface PendingSnapshot {
   readonly epoch: number;
   /** Source table keys, in the order they are read. */
   readonly tables: readonly string[];
-  /** Where streaming starts for these tables; null until the first chunk is staged. */
+  /** Where streaming starts: the earliest snapshot point staged so far; null until the first chunk is staged. */
   readonly position: Position | null;
+  /**
+   * Each table's own snapshot point, from its first staged chunk: tables read in parallel are read in
+   * transactions of their own, each at its own point. Absent in snapshots staged before it existed, whose
+   * tables all have `position`.
+   */
+  readonly positions?: Readonly<Record<string, Position>>;
   /** Per table: the staged text of the key columns of the last staged row; absent when not started. */
   readonly lastKeys: Readonly<Record<string, Readonly<Record<string, string | null>>>>;
   /** Tables whose every row is staged. */

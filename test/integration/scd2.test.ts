@@ -37,7 +37,8 @@ const HISTORY = ['_commit_timestamp', '__START_AT', '__END_AT'];
 
 describe('SCD type 2 pipeline', () => {
   let f: PipelineFixture;
-  let snapshotAt: number;
+  /** Each history table's snapshot time: tables are read in parallel, each in a transaction of its own. */
+  const snapshotAt: Record<string, number> = {};
   /** Whole seconds after the snapshot; `at(k)` is the scenario's k-th second. */
   let base: number;
   const at = (k: number) => (base + k) * 1000;
@@ -103,6 +104,7 @@ describe('SCD type 2 pipeline', () => {
     for (const [name, key] of [
       ['customers', 'customer_id'],
       ['orders', 'order_id'],
+      ['notes', 'id'],
     ] as const) {
       const fields = (await loadSnapshot(table(name))).schema.fields.map((c) => [c.name, c.type]);
       expect(fields.slice(-3)).toEqual([
@@ -118,10 +120,11 @@ describe('SCD type 2 pipeline', () => {
            FROM bronze.${name}`,
       );
       expect(times).toMatchObject({ starts: 1, ended: 0, differ: 0 });
-      snapshotAt = ms(times?.['s']);
+      const at = ms(times?.['s']);
+      snapshotAt[name] = at;
       // The server's clock (same machine), with microseconds.
-      expect(snapshotAt).toBeGreaterThanOrEqual(before - 2000);
-      expect(snapshotAt).toBeLessThanOrEqual(after + 2000);
+      expect(at).toBeGreaterThanOrEqual(before - 2000);
+      expect(at).toBeLessThanOrEqual(after + 2000);
     }
     // SCD_TYPE_1 tables of the same pipeline keep their layout.
     const products = (await loadSnapshot(table('products'))).schema.fields.map((c) => c.name);
@@ -132,7 +135,7 @@ describe('SCD type 2 pipeline', () => {
   });
 
   it('keeps one history row per version: insert, update twice, delete, re-insert', async () => {
-    base = Math.ceil(Math.max(Date.now(), snapshotAt) / 1000) + 5;
+    base = Math.ceil(Math.max(Date.now(), ...Object.values(snapshotAt)) / 1000) + 5;
     await atSecond(
       1,
       `INSERT INTO customers (customer_id, first_name, last_name, email, phone, city, state, created_date)
@@ -181,7 +184,9 @@ describe('SCD type 2 pipeline', () => {
 
     // A snapshot row that was deleted: closed by the delete, nothing added.
     const deleted = await f.sql('SELECT __START_AT, __END_AT FROM bronze.customers WHERE customer_id = 9999');
-    expect(deleted.map((r) => [ms(r['__START_AT']), ms(r['__END_AT'])])).toEqual([[snapshotAt, at(4)]]);
+    expect(deleted.map((r) => [ms(r['__START_AT']), ms(r['__END_AT'])])).toEqual([
+      [snapshotAt['customers'], at(4)],
+    ]);
 
     // The deletion-vector table: order 5001's snapshot version, then its two updates.
     const order = await f.sql(
@@ -194,7 +199,7 @@ describe('SCD type 2 pipeline', () => {
         r['__END_AT'] === null ? null : ms(r['__END_AT']),
       ]),
     ).toEqual([
-      [expect.any(String), snapshotAt, at(2)],
+      [expect.any(String), snapshotAt['orders'], at(2)],
       ['SHIPPED', at(2), at(3)],
       ['DELIVERED', at(3), null],
     ]);
@@ -249,9 +254,9 @@ describe('SCD type 2 pipeline', () => {
         n['__END_AT'] === null ? null : ms(n['__END_AT']),
       ]),
     ).toEqual([
-      [1, 'one', snapshotAt, at(10)],
+      [1, 'one', snapshotAt['notes'], at(10)],
       [1, 'uno', at(10), at(11)],
-      [2, 'two', snapshotAt, at(11)],
+      [2, 'two', snapshotAt['notes'], at(11)],
       [3, 'three', at(12), null],
     ]);
     expect(await f.sql('SELECT id, body FROM bronze.notes WHERE __END_AT IS NULL')).toEqual([

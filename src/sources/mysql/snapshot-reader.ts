@@ -139,12 +139,73 @@ async function* rowBatches(
   }
 }
 
-export async function* readSnapshot(
+/**
+ * Reads the tables' rows. With `options.parallelTables` above 1, up to that many connections read at once,
+ * each in a consistent-snapshot transaction of its own that reads tables from a shared queue: every table's
+ * batches carry the position of the transaction that read it, and the stream takes each table's changes from
+ * its own position on (SnapshotOptions.parallelTables).
+ */
+export function readSnapshot(
   endpoint: MySqlEndpoint,
   tables: readonly TableSchema[],
   options: SnapshotOptions,
 ): AsyncIterable<ChangeBatch> {
+  const queue = [...tables];
+  const nextTable = () => queue.shift();
+  const readers = Math.max(1, Math.min(options.parallelTables ?? 1, tables.length));
+  if (readers === 1) return readInOneSnapshot(endpoint, nextTable, options);
+  const connections = new Set<mysql.Connection>();
+  return mergeReaders(
+    Array.from({ length: readers }, () => readInOneSnapshot(endpoint, nextTable, options, connections)),
+    () => {
+      for (const conn of connections) conn.destroy();
+    },
+  );
+}
+
+/**
+ * The batches of several readers as they come, one outstanding read per reader (so each holds at most one
+ * batch the consumer has not taken). When the consumer stops or a reader fails, `stop` ends every reader's
+ * connection first: a reader waiting on a paused query would otherwise never return.
+ */
+async function* mergeReaders<T>(readers: readonly AsyncIterable<T>[], stop: () => void): AsyncGenerator<T> {
+  const iterators = readers.map((r) => r[Symbol.asyncIterator]());
+  const pending = new Map<number, Promise<{ i: number; result: IteratorResult<T> }>>();
+  const pull = (i: number) =>
+    pending.set(
+      i,
+      (iterators[i] as AsyncIterator<T>).next().then((result) => ({ i, result })),
+    );
+  iterators.forEach((_, i) => pull(i));
+  let finished = false;
+  try {
+    while (pending.size > 0) {
+      const { i, result } = await Promise.race(pending.values());
+      pending.delete(i);
+      if (result.done) continue;
+      yield result.value;
+      pull(i);
+    }
+    finished = true;
+  } finally {
+    if (!finished) {
+      stop();
+      // The readers' own cleanup runs once their pending reads settle (they fail on the closed connections).
+      await Promise.allSettled([...pending.values()]);
+      await Promise.allSettled(iterators.map((it) => it.return?.()));
+    }
+  }
+}
+
+/** Reads tables from `nextTable` until it is empty, in one consistent-snapshot transaction on a connection of its own. */
+async function* readInOneSnapshot(
+  endpoint: MySqlEndpoint,
+  nextTable: () => TableSchema | undefined,
+  options: SnapshotOptions,
+  connections?: Set<mysql.Connection>,
+): AsyncIterable<ChangeBatch> {
   const conn = await openConnection(endpoint);
+  connections?.add(conn);
   try {
     let position: Position;
     let commitTime: Date;
@@ -155,7 +216,7 @@ export async function* readSnapshot(
     } catch (error) {
       throw classifyMySqlError(error, endpoint, 'starting the snapshot');
     }
-    for (const table of tables) {
+    for (let table = nextTable(); table !== undefined; table = nextTable()) {
       options.signal.throwIfAborted();
       const { sql, params } = chunkQuery(
         table,
@@ -212,6 +273,7 @@ export async function* readSnapshot(
     }
     await conn.query('COMMIT');
   } finally {
+    connections?.delete(conn);
     conn.destroy();
   }
 }
