@@ -171,12 +171,13 @@ export function readSnapshot(
 async function* mergeReaders<T>(readers: readonly AsyncIterable<T>[], stop: () => void): AsyncGenerator<T> {
   const iterators = readers.map((r) => r[Symbol.asyncIterator]());
   const pending = new Map<number, Promise<{ i: number; result: IteratorResult<T> }>>();
-  const pull = (i: number) =>
+  const pull = (i: number): void => {
     pending.set(
       i,
       (iterators[i] as AsyncIterator<T>).next().then((result) => ({ i, result })),
     );
-  iterators.forEach((_, i) => pull(i));
+  };
+  for (let i = 0; i < iterators.length; i++) pull(i);
   let finished = false;
   try {
     while (pending.size > 0) {
