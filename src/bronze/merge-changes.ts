@@ -12,6 +12,10 @@
  * Either way the upserts go into one new data file, and files are narrowed first by the min/max of the key
  * in `add.stats`. Existing rows are always read through the scan layer, so rows an earlier DV deleted (ours
  * or another engine's) never come back.
+ *
+ * With `delta.enableChangeDataFeed=true` the commit also carries a `_change_data` file with every change it
+ * makes (the stored rows it replaces or deletes, read whole, and the new ones); see docs/delta.md, "Writing
+ * the change data feed".
  */
 import { mkdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';

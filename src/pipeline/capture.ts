@@ -205,8 +205,11 @@ async function stageSnapshot(
     );
     const lastRow = rows.at(-1)?.row;
     // Each table streams from its own snapshot point (tables read in parallel have one each); a resumed table
-    // keeps the point of its first chunk.
-    const tablePosition = pending.positions?.[key] ?? batch.position;
+    // keeps the point of its first chunk, so changes to rows staged before the crash are streamed. A snapshot
+    // staged before per-table points existed has one point for the tables it had begun.
+    const begun = pending.lastKeys[key] !== undefined || pending.done.includes(key);
+    const tablePosition =
+      pending.positions?.[key] ?? (begun && pending.position !== null ? pending.position : batch.position);
     pending = {
       ...pending,
       position:
