@@ -121,13 +121,14 @@ describe('SecretStore', () => {
   });
 
   it('requires the scope to exist for put, list, delete and deleteScope', async () => {
+    // One at a time: a rejection nobody awaits yet is an unhandled rejection while an earlier one is awaited.
     for (const attempt of [
-      store.put('missing', 'k', SECRET_VALUE),
-      store.list('missing'),
-      store.delete('missing', 'k'),
-      store.deleteScope('missing'),
+      () => store.put('missing', 'k', SECRET_VALUE),
+      () => store.list('missing'),
+      () => store.delete('missing', 'k'),
+      () => store.deleteScope('missing'),
     ]) {
-      const error = await caught(attempt);
+      const error = await caught(attempt());
       expect(error.code).toBe('SECRET_SCOPE_NOT_FOUND');
       expect(error.message).toContain('"missing"');
       expect(error.hint).toBe('create it with: tributary secrets create-scope --scope missing');
