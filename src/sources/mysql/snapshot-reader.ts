@@ -87,6 +87,8 @@ async function* rowBatches(
   connection: CoreConnection,
   query: { sql: string; values: unknown[]; typeCast?: typeof spatialTypeCast },
   size: number,
+  /** Ends the wait for rows: a destroyed connection emits nothing more, so the reader would wait forever. */
+  stopped?: AbortSignal,
 ): AsyncIterable<Row[]> {
   const ready: Row[][] = [];
   let current: Row[] = [];
@@ -99,6 +101,11 @@ async function* rowBatches(
     wake = undefined;
     w?.();
   };
+  const onStop = () => {
+    failure ??= { error: stopped?.reason };
+    notify();
+  };
+  stopped?.addEventListener('abort', onStop, { once: true });
   const running = connection.query(query);
   running.on('result', (row) => {
     current.push(row as Row);
@@ -121,21 +128,26 @@ async function* rowBatches(
     ended = true;
     notify();
   });
-  for (;;) {
-    const batch = ready.shift();
-    if (batch) {
-      if (paused && ready.length === 0) {
-        paused = false;
-        connection.resume();
+  try {
+    for (;;) {
+      if (stopped?.aborted) throw stopped.reason;
+      const batch = ready.shift();
+      if (batch) {
+        if (paused && ready.length === 0) {
+          paused = false;
+          connection.resume();
+        }
+        yield batch;
+        continue;
       }
-      yield batch;
-      continue;
+      if (failure) throw failure.error;
+      if (ended) return;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
     }
-    if (failure) throw failure.error;
-    if (ended) return;
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-    });
+  } finally {
+    stopped?.removeEventListener('abort', onStop);
   }
 }
 
@@ -155,9 +167,13 @@ export function readSnapshot(
   const readers = Math.max(1, Math.min(options.parallelTables ?? 1, tables.length));
   if (readers === 1) return readInOneSnapshot(endpoint, nextTable, options);
   const connections = new Set<mysql.Connection>();
+  const stop = new AbortController();
   return mergeReaders(
-    Array.from({ length: readers }, () => readInOneSnapshot(endpoint, nextTable, options, connections)),
+    Array.from({ length: readers }, () =>
+      readInOneSnapshot(endpoint, nextTable, options, { connections, stopped: stop.signal }),
+    ),
     () => {
+      stop.abort(new TributaryError('INTERNAL', 'the snapshot was stopped'));
       for (const conn of connections) conn.destroy();
     },
   );
@@ -191,9 +207,10 @@ async function* mergeReaders<T>(readers: readonly AsyncIterable<T>[], stop: () =
   } finally {
     if (!finished) {
       stop();
-      // The readers' own cleanup runs once their pending reads settle (they fail on the closed connections).
-      await Promise.allSettled([...pending.values()]);
-      await Promise.allSettled(iterators.map((it) => it.return?.()));
+      // Not awaited: a reader still opening its connection settles only when that finishes. Each reader ends
+      // on its own (its reads fail on the stopped signal or the closed connection), releasing what it holds.
+      for (const read of pending.values()) read.catch(() => {});
+      for (const it of iterators) it.return?.().catch(() => {});
     }
   }
 }
@@ -203,10 +220,15 @@ async function* readInOneSnapshot(
   endpoint: MySqlEndpoint,
   nextTable: () => TableSchema | undefined,
   options: SnapshotOptions,
-  connections?: Set<mysql.Connection>,
+  parallel?: { readonly connections: Set<mysql.Connection>; readonly stopped: AbortSignal },
 ): AsyncIterable<ChangeBatch> {
   const conn = await openConnection(endpoint);
-  connections?.add(conn);
+  // Stopped while connecting: nobody will read this reader any more.
+  if (parallel?.stopped.aborted) {
+    conn.destroy();
+    return;
+  }
+  parallel?.connections.add(conn);
   try {
     let position: Position;
     let commitTime: Date;
@@ -233,6 +255,7 @@ async function* readInOneSnapshot(
         core,
         { sql, values: params, ...(spatial ? { typeCast: spatialTypeCast } : {}) },
         Math.min(options.chunkRows, 10_000),
+        parallel?.stopped,
       );
       let events: ChangeEvent[] = [];
       try {
@@ -274,7 +297,7 @@ async function* readInOneSnapshot(
     }
     await conn.query('COMMIT');
   } finally {
-    connections?.delete(conn);
+    parallel?.connections.delete(conn);
     conn.destroy();
   }
 }
