@@ -8,6 +8,7 @@
  * which also turns zod issues into user-facing messages.
  */
 import * as z from 'zod';
+import { RESERVED_CHANGE_FEED_COLUMNS } from '../delta/table-features.js';
 
 /** Catalog, schema, table and volume names, and the names of connections, gateways and pipelines. */
 export const IDENTIFIER_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -49,8 +50,6 @@ const tableProperties = z.record(
 
 /** The bronze column holding each row's source commit time; `_commit_timestamp` unless configured. */
 export const DEFAULT_COMMIT_TIMESTAMP_COLUMN = '_commit_timestamp';
-/** Names the Delta change data feed adds to its rows (src/delta/table-features.ts). */
-const CHANGE_FEED_COLUMNS = ['_change_type', '_commit_version', '_commit_timestamp'];
 
 const commitTimestampColumn = z
   .string()
@@ -72,7 +71,7 @@ function checkChangeFeed(
     ([k, v]) => k === 'delta.enableChangeDataFeed' && v.trim().toLowerCase() === 'true',
   );
   const column = value.commit_timestamp_column ?? DEFAULT_COMMIT_TIMESTAMP_COLUMN;
-  if (cdf && CHANGE_FEED_COLUMNS.includes(column.toLowerCase())) {
+  if (cdf && (RESERVED_CHANGE_FEED_COLUMNS as readonly string[]).includes(column.toLowerCase())) {
     ctx.addIssue({
       code: 'custom',
       path: ['commit_timestamp_column'],

@@ -41,9 +41,10 @@ import {
   loadSnapshot,
   readCommit,
 } from './snapshot.js';
+import { RESERVED_CHANGE_FEED_COLUMNS } from './table-features.js';
 
 /** The columns a change feed adds after the table's own. */
-export const CHANGE_FEED_COLUMNS = ['_change_type', '_commit_version', '_commit_timestamp'] as const;
+export const CHANGE_FEED_COLUMNS = RESERVED_CHANGE_FEED_COLUMNS;
 
 export interface TableChangesOptions {
   /** First version to read (inclusive). */

@@ -20,9 +20,8 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import type { AddCDCFile } from './actions.js';
 import { sqlIdentifier as q } from './scan.js';
 
-/** The column of a cdc file that says what the row is. */
+/** The column of a cdc file that says what the row is: insert, update_preimage, update_postimage or delete. */
 export const CHANGE_TYPE_COLUMN = '_change_type';
-export type ChangeType = 'insert' | 'update_preimage' | 'update_postimage' | 'delete';
 
 /**
  * Writes the rows of `query` (the table's logical columns followed by `_change_type`, in the table's column
