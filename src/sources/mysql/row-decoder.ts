@@ -10,10 +10,11 @@
  * with one that compiles a decoder per column once per TABLE_MAP and produces **exactly the values zongji
  * produces** under Tributary's connection options (`dateStrings`, `timezone: 'Z'`, `decimalNumbers: false`):
  * integers (Number, or an exact string beyond 2^53), FLOAT/DOUBLE, DECIMAL text, DATE, DATETIME(n) and
- * TIMESTAMP(n) text, YEAR, and text in utf8 or latin1 (cp1252). Every other type, and every value of a fast
- * type that falls outside the common shape, is handed to zongji's own `readMysqlValue` at the same offset, so
- * coverage never shrinks. `row-decoder.test.ts` checks the two decoders against each other on random bytes for
- * every fast type; the MariaDB integration tests check the values end to end.
+ * TIMESTAMP(n) text, YEAR, and text in utf8 or latin1 (cp1252). Every other type, and every column of these
+ * types in another shape (binary strings, MariaDB's uuid/inet/vector, other charsets, other connection
+ * options), is decoded by zongji's own `readMysqlValue`, so coverage never shrinks. `row-decoder.test.ts`
+ * checks the two decoders against each other on random bytes for every shape compiled here; the MariaDB
+ * integration tests check the values end to end.
  *
  * zongji keeps the rest: the protocol, table maps, GTIDs, checksums, compressed events. If a zongji version
  * no longer has the internals this relies on, nothing is installed and zongji decodes as before.
