@@ -257,20 +257,23 @@ async function* readInOneSnapshot(
         Math.min(options.chunkRows, 10_000),
         parallel?.stopped,
       );
+      const id = table.id;
+      const batchOf = (events: ChangeEvent[], last: boolean): ChangeBatch => ({
+        origin: 'snapshot',
+        position,
+        commitTime,
+        complete: true,
+        events,
+        snapshotTable: id,
+        ...(last ? { snapshotTableComplete: true } : {}),
+      });
       let events: ChangeEvent[] = [];
       try {
         for await (const batch of rows) {
           for (const row of batch) {
-            events.push({ kind: 'read', table: table.id, after: row });
+            events.push({ kind: 'read', table: id, after: row });
             if (events.length >= options.chunkRows) {
-              yield {
-                origin: 'snapshot',
-                position,
-                commitTime,
-                complete: true,
-                events,
-                snapshotTable: table.id,
-              };
+              yield batchOf(events, false);
               events = [];
               options.signal.throwIfAborted();
             }
@@ -285,15 +288,7 @@ async function* readInOneSnapshot(
         );
       }
       // The final batch (possibly empty) says the table is complete; an empty table still gets its bronze table.
-      yield {
-        origin: 'snapshot',
-        position,
-        commitTime,
-        complete: true,
-        events,
-        snapshotTable: table.id,
-        snapshotTableComplete: true,
-      };
+      yield batchOf(events, true);
     }
     await conn.query('COMMIT');
   } finally {
