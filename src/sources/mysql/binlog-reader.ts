@@ -34,6 +34,7 @@ import {
   type ServerIdentity,
 } from './binlog-position.js';
 import { classifyMySqlError, driverOptions, type MySqlEndpoint, verifyPeerIdentity } from './connect.js';
+import { type DdlNotice, ddlNotices, truncatedTable } from './ddl-notices.js';
 import { GtidState, gtidOrdinal } from './gtid.js';
 import type { ResumePlan } from './resume-plan.js';
 import { installRowDecoder } from './row-decoder.js';
@@ -537,12 +538,6 @@ export class TransactionAssembler {
   }
 }
 
-/** A line for the log about DDL read from the binlog. */
-export interface DdlNotice {
-  readonly level: 'info' | 'warn';
-  readonly message: string;
-}
-
 /** MariaDB logs these as fixed-length binary in TABLE_MAP; the table definition knows they are text. */
 const LOGGED_AS_BYTES = /^(uuid|inet4|inet6)\b/i;
 
@@ -588,163 +583,6 @@ function shapeFromLog(
 function sameShape(a: TableSchema, b: TableSchema): boolean {
   const sig = (t: TableSchema) => JSON.stringify(t.columns.map((c) => [c.name, c.type]));
   return sig(a) === sig(b);
-}
-
-const IDENT = '(?:`(?:[^`]|``)+`|[A-Za-z0-9_$]+)';
-const QUALIFIED = `${IDENT}(?:\\s*\\.\\s*${IDENT})?`;
-
-function unquote(name: string): string {
-  return name.startsWith('`') ? name.slice(1, -1).replaceAll('``', '`') : name;
-}
-
-/** `db.t`, `` `db`.`t` `` or `t` (in the session's database) as a TableId. */
-function qualified(text: string, schema: string): TableId {
-  const parts = new RegExp(`^(${IDENT})(?:\\s*\\.\\s*(${IDENT}))?$`).exec(text.trim());
-  if (!parts?.[1]) return { schema, table: text.trim() };
-  return parts[2]
-    ? { schema: unquote(parts[1]), table: unquote(parts[2]) }
-    : { schema, table: unquote(parts[1]) };
-}
-
-/** The qualified names of a comma-separated list, up to the first thing that is not one. */
-function nameList(text: string, schema: string): TableId[] {
-  const names: TableId[] = [];
-  const re = new RegExp(`^\\s*(${QUALIFIED})\\s*(,)?`);
-  let rest = text;
-  for (;;) {
-    const m = re.exec(rest);
-    if (!m?.[1]) break;
-    names.push(qualified(m[1], schema));
-    if (!m[2]) break;
-    rest = rest.slice(m[0].length);
-  }
-  return names;
-}
-
-/** Leading comments (`/* ... *\/`, `-- ...`) are not part of the statement's shape. */
-function stripLeadingComments(sql: string): string {
-  let s = sql.trimStart();
-  for (;;) {
-    if (s.startsWith('/*') && !s.startsWith('/*!')) s = s.slice(s.indexOf('*/') + 2).trimStart();
-    else if (s.startsWith('--') || s.startsWith('#'))
-      s = s.slice(s.indexOf('\n') + 1 || s.length).trimStart();
-    else return s;
-  }
-}
-
-/**
- * What a DDL statement of the binlog means for capture, for the tables of the captured databases: a captured
- * table dropped or renamed away (it is no longer captured, its bronze table stays), a column renamed (bronze
- * keeps the old column and adds the new one), any other ALTER of a captured table, a table created.
- */
-export function ddlNotices(
-  sql: string,
-  schema: string,
-  scope: { captured: ReadonlySet<string>; schemas: ReadonlySet<string>; where: string },
-): DdlNotice[] {
-  const text = stripLeadingComments(sql);
-  const { captured, schemas, where } = scope;
-  const inScope = (id: TableId) => schemas.has(id.schema);
-  const notices: DdlNotice[] = [];
-  const dropped = (id: TableId) => {
-    const key = tableKey(id);
-    notices.push({
-      level: captured.has(key) ? 'warn' : 'info',
-      message: `${key} was dropped at the source (${where}): it is no longer captured, and its bronze table, if it has one, keeps the rows captured up to then.`,
-    });
-  };
-  const renamed = (from: TableId, to: TableId) => {
-    const key = tableKey(from);
-    notices.push({
-      level: captured.has(key) ? 'warn' : 'info',
-      message: `${key} was renamed to ${tableKey(to)} at the source (${where}): ${key} is no longer captured, and its bronze table, if it has one, keeps the rows captured up to then; changes under the new name never reach it. A pipeline that captures the whole database ${to.schema} takes ${tableKey(to)} as a new table, with a snapshot, in its next round; one that names ${key} must name ${tableKey(to)} instead.`,
-    });
-  };
-
-  let m = /^DROP\s+(?:TEMPORARY\s+)?TABLES?\s+(?:IF\s+EXISTS\s+)?([\s\S]*)$/i.exec(text);
-  if (m) {
-    if (/^DROP\s+TEMPORARY/i.test(text)) return notices;
-    for (const id of nameList(m[1] ?? '', schema)) if (inScope(id)) dropped(id);
-    return notices;
-  }
-  m = /^RENAME\s+TABLES?\s+([\s\S]*)$/i.exec(text);
-  if (m) {
-    const pair = new RegExp(`^\\s*(${QUALIFIED})\\s+TO\\s+(${QUALIFIED})\\s*(,)?`, 'i');
-    let rest = m[1] ?? '';
-    for (;;) {
-      const p = pair.exec(rest);
-      if (!p?.[1] || !p[2]) break;
-      const from = qualified(p[1], schema);
-      if (inScope(from)) renamed(from, qualified(p[2], schema));
-      if (!p[3]) break;
-      rest = rest.slice(p[0].length);
-    }
-    return notices;
-  }
-  m = /^CREATE\s+(?:OR\s+REPLACE\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?/i.exec(text);
-  if (m) {
-    const [id] = nameList(text.slice(m[0].length), schema);
-    if (id && inScope(id)) {
-      notices.push({
-        level: 'info',
-        message: `${tableKey(id)} was created at the source (${where}); a pipeline that captures the whole database ${id.schema} takes it, with a snapshot, in its next round.`,
-      });
-    }
-    return notices;
-  }
-  m = new RegExp(
-    `^ALTER\\s+(?:ONLINE\\s+)?(?:IGNORE\\s+)?TABLE\\s+(?:IF\\s+EXISTS\\s+)?(${QUALIFIED})\\s*([\\s\\S]*)$`,
-    'i',
-  ).exec(text);
-  if (!m?.[1]) return notices;
-  const id = qualified(m[1], schema);
-  const key = tableKey(id);
-  if (!captured.has(key)) return notices;
-  const rest = m[2] ?? '';
-  const tableRename = new RegExp(
-    `(?:^|,)\\s*RENAME\\s+(?:TO\\s+|AS\\s+)?(?!(?:COLUMN|INDEX|KEY)\\b)(${QUALIFIED})`,
-    'i',
-  ).exec(rest);
-  if (tableRename?.[1]) renamed(id, qualified(tableRename[1], id.schema));
-  const columnRenames: [string, string][] = [];
-  const change = new RegExp(
-    `(?:^|,)\\s*CHANGE\\s+(?:COLUMN\\s+)?(?:IF\\s+EXISTS\\s+)?(${IDENT})\\s+(${IDENT})`,
-    'gi',
-  );
-  for (const c of rest.matchAll(change)) columnRenames.push([unquote(c[1] ?? ''), unquote(c[2] ?? '')]);
-  const renameColumn = new RegExp(
-    `(?:^|,)\\s*RENAME\\s+COLUMN\\s+(?:IF\\s+EXISTS\\s+)?(${IDENT})\\s+TO\\s+(${IDENT})`,
-    'gi',
-  );
-  for (const c of rest.matchAll(renameColumn)) columnRenames.push([unquote(c[1] ?? ''), unquote(c[2] ?? '')]);
-  for (const [from, to] of columnRenames) {
-    if (from === to) continue;
-    notices.push({
-      level: 'warn',
-      message: `${key}: column ${from} was renamed to ${to} at the source (${where}). The bronze table gets a new column ${to} for the values from here on and keeps ${from}, which holds the values up to the rename (NULL in rows changed since): coalesce(${to}, ${from}) is the current value. A full refresh of the table fills ${to} in every row.`,
-    });
-  }
-  if (!tableRename && columnRenames.every(([from, to]) => from === to)) {
-    const statement = text.length > 200 ? `${text.slice(0, 200)}...` : text;
-    notices.push({
-      level: 'info',
-      message: `${key} was altered at the source (${where}); its rows are read with the new shape from here on: ${statement}`,
-    });
-  }
-  return notices;
-}
-
-/** The captured table a `TRUNCATE [TABLE] [db.]t` statement empties, if any; `schema` is the session's database. */
-export function truncatedTable(
-  sql: string,
-  schema: string,
-  captured: ReadonlySet<string>,
-): TableId | undefined {
-  const m = /^TRUNCATE\s+(?:TABLE\s+)?(`(?:[^`]|``)+`|[^\s.`;]+)(?:\.(`(?:[^`]|``)+`|[^\s.`;]+))?/i.exec(sql);
-  if (!m?.[1]) return undefined;
-  const unquote = (name: string) => (name.startsWith('`') ? name.slice(1, -1).replaceAll('``', '`') : name);
-  const id = m[2] ? { schema: unquote(m[1]), table: unquote(m[2]) } : { schema, table: unquote(m[1]) };
-  return captured.has(tableKey(id)) ? id : undefined;
 }
 
 /** Nothing from the dump connection for too long, not even the heartbeats it asked for. */

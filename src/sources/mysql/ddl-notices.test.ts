@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ddlNotices, truncatedTable } from './binlog-reader.js';
+import { ddlNotices, truncatedTable } from './ddl-notices.js';
 
 describe('truncatedTable', () => {
   const captured = new Set(['shop.orders', 'shop.odd`name', 'other.t']);
