@@ -83,11 +83,15 @@ describe('applyDdl', () => {
   });
 
   it('character set changes: CONVERT TO changes text columns, a table default changes later ADDs', () => {
-    const converted = applyDdl(shapes, 'ALTER TABLE t CONVERT TO CHARACTER SET latin1', 'shop').shapes.get('shop.t');
-    expect(converted?.columns.map((c) => c.charset)).toEqual([null, 'latin1', null]);
-    const defaulted = applyDdl(shapes, 'ALTER TABLE t DEFAULT CHARSET=latin1, ADD c CHAR(2)', 'shop').shapes.get(
+    const converted = applyDdl(shapes, 'ALTER TABLE t CONVERT TO CHARACTER SET latin1', 'shop').shapes.get(
       'shop.t',
     );
+    expect(converted?.columns.map((c) => c.charset)).toEqual([null, 'latin1', null]);
+    const defaulted = applyDdl(
+      shapes,
+      'ALTER TABLE t DEFAULT CHARSET=latin1, ADD c CHAR(2)',
+      'shop',
+    ).shapes.get('shop.t');
     expect(defaulted?.columns.map((c) => c.charset)).toEqual([null, 'utf8mb4', null, 'latin1']);
   });
 
