@@ -17,9 +17,14 @@ export function gatewayVolumeOf(config: TributaryConfig, pipelineName: string): 
   const gateway = config.gateways[pipeline.gateway];
   if (!gateway) throw new TributaryError('INTERNAL', `gateway ${pipeline.gateway} not validated`);
   const warehouse = new Warehouse(config.warehouse);
-  const volume = new StagingVolume(
-    join(warehouse.volumePath(parseVolumeName(gateway.storage)), gateway.name),
-    gateway.name,
-  );
+  const volume = new StagingVolume(gatewayStagingDir(config, gateway), gateway.name);
   return { gateway, warehouse, volume };
+}
+
+/** The directory a gateway stages into, which also holds what its source keeps beside staging. */
+export function gatewayStagingDir(
+  config: TributaryConfig,
+  gateway: GatewayConfig & { readonly name: string },
+): string {
+  return join(new Warehouse(config.warehouse).volumePath(parseVolumeName(gateway.storage)), gateway.name);
 }

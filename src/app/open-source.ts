@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   type ConnectionConfig,
   defaultSlotName,
@@ -16,6 +17,10 @@ import type { SourceConnector } from '../core/ports.js';
 import { SecretStore, tributaryHome } from '../secrets/secret-store.js';
 import { MySqlSource } from '../sources/mysql/mysql-source.js';
 import { PostgresSource } from '../sources/postgres/postgres-source.js';
+import { gatewayStagingDir } from './gateway-volume.js';
+
+/** The MySQL source's schema history (src/sources/mysql/schema-history.ts), in the gateway's staging directory. */
+const MYSQL_SCHEMA_HISTORY_FILE = '.mysql-schema-history.jsonl';
 
 /** What a source may say while it works: progress and warnings, through the pipeline's logger. */
 export interface SourceLog {
@@ -73,6 +78,8 @@ export async function openConnectionSource(
   return new MySqlSource(common, {
     serverId: gateway?.server_id ?? defaultServerId(gatewayName),
     ...(log ? { log } : {}),
+    // Beside the gateway's staging, so that it goes with it (a gateway that is reset starts a new history).
+    ...(gateway ? { historyPath: join(gatewayStagingDir(config, gateway), MYSQL_SCHEMA_HISTORY_FILE) } : {}),
   });
 }
 

@@ -35,9 +35,11 @@ import {
 } from './binlog-position.js';
 import { classifyMySqlError, driverOptions, type MySqlEndpoint, verifyPeerIdentity } from './connect.js';
 import { type DdlNotice, ddlNotices, truncatedTable } from './ddl-notices.js';
+import { applyDdl, type DdlEffect, type SourceShape, shapeFitsTableMap } from './ddl-shapes.js';
 import { GtidState, gtidOrdinal } from './gtid.js';
 import type { ResumePlan } from './resume-plan.js';
 import { installRowDecoder } from './row-decoder.js';
+import type { SchemaHistory } from './schema-history.js';
 import {
   correctGeometryCharsets,
   readSpatialAsBytes,
@@ -78,6 +80,10 @@ export interface ZongJiEvent {
   binlogName?: string;
   /** Heartbeats (MariaDB) past 4 GiB: the offset, when `nextPosition` cannot hold it (it is 0 then). */
   position?: number | string;
+  /** Query events of DDL: what it did to the followed column lists (set by the reader, see ddl-shapes.ts). */
+  shapeChanges?: DdlEffect;
+  /** TABLE_MAP events: the followed shape of this table did not fit the event, so information_schema was asked. */
+  unfitShape?: string;
   /** The GTID of the transaction the event belongs to (zongji tracks it even for filtered GTID events). */
   gtid?: string;
   /** previousgtids (MySQL): the GTID set before this binlog file. */
@@ -123,6 +129,17 @@ export interface BinlogStreamOptions extends StreamOptions {
   readonly log?: BinlogLog;
   /** The server the stream reads, recorded in every position. */
   readonly server: ServerIdentity;
+  /**
+   * The captured tables' column lists at the start position, and where the changes DDL makes to them are
+   * recorded. Rows of a TABLE_MAP that does not name its columns (binlog_row_metadata is not FULL) are decoded
+   * with these rather than with information_schema's current columns (ddl-shapes.ts).
+   */
+  readonly history?: {
+    readonly shapes: ReadonlyMap<string, SourceShape>;
+    readonly store: SchemaHistory;
+    /** The server logs column names (binlog_row_metadata=FULL): DDL not understood needs no warning then. */
+    readonly logsColumnNames: boolean;
+  };
   /** Builds the zongji client; tests hand in one with a scripted connection. */
   readonly client?: () => ZongJi;
   /** Heartbeat period and dead-connection limit; tests shorten them. */
@@ -165,12 +182,19 @@ export async function* readBinlog(
     server: options.server,
     start,
     shapes: options.tables,
+    warnUnknownShapes: options.history?.logsColumnNames === false,
   });
 
   await correctGeometryCharsets();
   // Column values are decoded by row-decoder.ts (the same values as zongji's, several times faster).
   await installRowDecoder();
   const zongji = options.client?.() ?? new ZongJi(driverOptions(endpoint));
+  // The column lists as of the event being decoded: zongji decodes as the events arrive, ahead of the consumer,
+  // so DDL is applied here, in arrival order, before the TABLE_MAP events that follow it are decoded.
+  const followed = new Map(options.history?.shapes ?? []);
+  decodeWithFollowedShapes(zongji, followed, captured);
+  /** Before the start offset of a file read from its start (to learn its GTID state): DDL there is history. */
+  let beforeStart = start.kind === 'file' && start.gtid === undefined;
   const heartbeatMs = options.heartbeat?.periodMs ?? HEARTBEAT_MS;
   const deadAfterMs = options.heartbeat?.deadAfterMs ?? DEAD_AFTER_MS;
   // A deque: Array#shift is linear on an array this long (up to HIGH_WATER events), see replication-stream.ts.
@@ -190,6 +214,10 @@ export async function* readBinlog(
     // Spatial values: zongji is told to read the stored bytes at each TABLE_MAP, before it decodes the rows
     // that follow, and the rows get their WKB (spatial.ts).
     const name = e.getEventName();
+    const file = zongji.options.filename as string;
+    if (beforeStart && (start.kind !== 'file' || file !== start.file || e.nextPosition > start.offset))
+      beforeStart = false;
+    if (name === 'query' && !beforeStart) followDdl(e, followed, zongji);
     if (name === 'tablemap') {
       const broken = uncorrectedCharsets(e as Parameters<typeof uncorrectedCharsets>[0]);
       if (broken) {
@@ -202,7 +230,7 @@ export async function* readBinlog(
       spatialRowsToWkb(e, name === 'updaterows');
     if (name === 'tablemap' || name === 'writerows' || name === 'deleterows' || name === 'updaterows')
       pinTable(e);
-    queue.push({ event: e, file: zongji.options.filename as string });
+    queue.push({ event: e, file });
     if (!paused && queue.length > HIGH_WATER) {
       paused = true;
       zongji.connection?.pause();
@@ -307,6 +335,10 @@ export async function* readBinlog(
         else options.log.info(notice.message);
       }
       if (!batch) continue;
+      // Durable before the batch is handed on: a resume from its position needs the shapes it leaves.
+      const shapes = assembler.takeShapeChanges();
+      if (shapes.length > 0)
+        await options.history?.store.record(shapes.map((c) => ({ position: batch.position, ...c })));
       yield batch;
       if (until !== undefined && batch.position >= until) return;
     }
@@ -316,6 +348,102 @@ export async function* readBinlog(
     zongji.on('error', () => {});
     zongji.stop();
   }
+}
+
+/** The parts of zongji's TABLE_MAP event and client that decoding with followed shapes touches. */
+interface TableMapInternals {
+  readonly tableId: number;
+  readonly schemaName: string;
+  readonly tableName: string;
+  readonly columnCount: number;
+  readonly columnTypes: readonly number[];
+  _effectiveColumnType?(index: number): number;
+  unfitShape?: string;
+}
+interface ZongJiInternals {
+  tableMap: Record<
+    number,
+    {
+      readonly parentSchema: string;
+      readonly tableName: string;
+      readonly columnSchemas?: ReadonlyArray<Record<string, unknown>>;
+    }
+  >;
+  _fetchTableInfo(event: TableMapInternals, next: () => void): void;
+}
+
+/**
+ * zongji asks information_schema for the columns of a TABLE_MAP that does not name them (it does so once per
+ * table id). Here it is given the column list followed through the log instead, when that list fits the
+ * event's column count and type codes; otherwise it asks information_schema as before (and the event says
+ * so, for a warning), and that answer is followed from then on.
+ */
+function decodeWithFollowedShapes(
+  zongji: ZongJi,
+  followed: Map<string, SourceShape>,
+  captured: ReadonlySet<string>,
+): void {
+  const internals = zongji as unknown as ZongJiInternals;
+  const fetch = internals._fetchTableInfo.bind(zongji);
+  internals._fetchTableInfo = (event, next) => {
+    const key = `${event.schemaName}.${event.tableName}`;
+    const shape = followed.get(key);
+    const codes = Array.from(
+      { length: event.columnCount },
+      (_, i) => event._effectiveColumnType?.(i) ?? (event.columnTypes[i] as number),
+    );
+    if (shape && shapeFitsTableMap(shape, codes)) {
+      // Fresh rows every time: zongji writes each column's signedness into them.
+      internals.tableMap[event.tableId] = {
+        columnSchemas: shape.columns.map((c) => ({
+          COLUMN_NAME: c.name,
+          COLUMN_TYPE: c.type,
+          CHARACTER_SET_NAME: c.charset,
+          COLLATION_NAME: null,
+          COLUMN_COMMENT: '',
+        })),
+        parentSchema: event.schemaName,
+        tableName: event.tableName,
+      };
+      next();
+      return;
+    }
+    if (shape) event.unfitShape = key;
+    fetch(event, () => {
+      const rows = internals.tableMap[event.tableId]?.columnSchemas;
+      if (rows && captured.has(key)) {
+        followed.set(key, {
+          columns: rows.map((r) => ({
+            name: String(r['COLUMN_NAME']),
+            type: String(r['COLUMN_TYPE']),
+            charset: typeof r['CHARACTER_SET_NAME'] === 'string' ? r['CHARACTER_SET_NAME'] : null,
+          })),
+          charset: shape?.charset ?? null,
+        });
+      }
+      next();
+    });
+  };
+}
+
+/**
+ * Applies a query event's DDL to the followed column lists, as zongji decodes it (before the TABLE_MAP events
+ * after it), and notes on the event what changed. zongji forgets the table ids of a changed table, so its next
+ * TABLE_MAP asks for the new columns even if the server kept the id.
+ */
+function followDdl(event: ZongJiEvent, followed: Map<string, SourceShape>, zongji: ZongJi): void {
+  const sql = (event.query ?? '').trim();
+  if (/^(?:BEGIN|COMMIT|XA\b|SAVEPOINT\b|ROLLBACK\b)/i.test(sql) || followed.size === 0) return;
+  const effect = applyDdl(followed, sql, event.schema ?? '');
+  if (effect.shapes.size === 0 && effect.unknown.length === 0) return;
+  const tableMap = (zongji as unknown as ZongJiInternals).tableMap;
+  for (const [key, shape] of effect.shapes) {
+    if (shape) followed.set(key, shape);
+    else followed.delete(key);
+    for (const [id, info] of Object.entries(tableMap))
+      if (`${info.parentSchema}.${info.tableName}` === key) delete tableMap[Number(id)];
+  }
+  event.shapeChanges = effect;
 }
 
 /**
@@ -329,6 +457,9 @@ export class TransactionAssembler {
   /** Each captured table's shape as of the last TABLE_MAP read (binlog_row_metadata=FULL), by key. */
   readonly #shapes = new Map<string, TableSchema>();
   #notices: DdlNotice[] = [];
+  /** The followed column lists DDL changed in the batch being assembled, for the schema history. */
+  #shapeChanges: Array<{ table: string; shape: SourceShape | null }> = [];
+  readonly #warnUnknownShapes: boolean;
   readonly #server: ServerIdentity;
   #events: ChangeEvent[] = [];
   #gtid: GtidState;
@@ -352,12 +483,15 @@ export class TransactionAssembler {
     start: BinlogStart;
     /** The shapes the captured tables are known by; a TABLE_MAP that differs yields a `schema` event. */
     shapes?: readonly TableSchema[];
+    /** Say when DDL of a captured table was not understood (rows are then decoded by information_schema). */
+    warnUnknownShapes?: boolean;
   }) {
     const { start } = options;
     this.#captured = options.captured;
     this.#schemas = new Set([...options.captured].map((k) => k.slice(0, k.indexOf('.'))));
     for (const t of options.shapes ?? []) this.#shapes.set(tableKey(t.id), t);
     this.#server = options.server;
+    this.#warnUnknownShapes = options.warnUnknownShapes ?? false;
     this.#gtid = GtidState.parse(options.server.flavor, start.gtid ?? '');
     this.#needSeed = start.gtid === undefined;
     this.#ordinal = start.ordinal;
@@ -370,6 +504,13 @@ export class TransactionAssembler {
   /** True between a transaction's first event and its commit. */
   get inTransaction(): boolean {
     return this.#inTransaction;
+  }
+
+  /** The followed column lists that DDL in the batch just returned changed, to be recorded at its position. */
+  takeShapeChanges(): Array<{ table: string; shape: SourceShape | null }> {
+    const changes = this.#shapeChanges;
+    this.#shapeChanges = [];
+    return changes;
   }
 
   /** What the DDL read since the last call means for capture, to be logged. */
@@ -385,6 +526,12 @@ export class TransactionAssembler {
    * far (a column added, dropped, renamed or retyped by DDL), a `schema` event goes ahead of the rows.
    */
   #tableMap(event: ZongJiEvent): void {
+    if (event.unfitShape !== undefined && this.#captured.has(event.unfitShape)) {
+      this.#notices.push({
+        level: 'warn',
+        message: `${event.unfitShape}: the columns followed through the binlog's DDL do not match the rows the log holds at this point (a column count or type differs), so they are decoded with the columns information_schema has now. That is right while capture is live, but values of rows written before later DDL may land under the wrong column names. Set binlog_row_metadata=FULL on the server, and refresh the table (tributary refresh) if its bronze rows look wrong.`,
+      });
+    }
     const info = event.table;
     if (!info?.columnSchemas || event.hasSelfDescribingMetadata?.() !== true) return;
     // zongji still asks information_schema (today's shape) for some MariaDB tables (old-style temporal
@@ -401,9 +548,34 @@ export class TransactionAssembler {
     this.#events.push({ kind: 'schema', table, schema: shape });
   }
 
-  #ddl(sql: string, schema: string, where: string): void {
+  #ddl(event: ZongJiEvent, sql: string, where: string): void {
+    const schema = event.schema ?? '';
     for (const notice of ddlNotices(sql, schema, { captured: this.#captured, schemas: this.#schemas, where }))
       this.#notices.push(notice);
+    const effect = event.shapeChanges;
+    if (!effect) return;
+    for (const [key, shape] of effect.shapes) {
+      this.#shapeChanges.push({ table: key, shape });
+      const known = this.#shapes.get(key);
+      if (!shape || !known) continue;
+      // The table's shape from here on reaches capture as a `schema` event, as a self-describing TABLE_MAP's does.
+      const next = shapeFromLog(
+        known.id,
+        shape.columns.map((c) => ({ COLUMN_NAME: c.name, COLUMN_TYPE: c.type })),
+        known,
+      );
+      if (sameShape(next, known)) continue;
+      this.#shapes.set(key, next);
+      this.#events.push({ kind: 'schema', table: known.id, schema: next });
+    }
+    if (!this.#warnUnknownShapes) return;
+    for (const u of effect.unknown) {
+      if (!this.#captured.has(u.table)) continue;
+      this.#notices.push({
+        level: 'warn',
+        message: `${u.table}: the DDL at ${where} was not understood (${u.clause.length > 120 ? `${u.clause.slice(0, 120)}...` : u.clause}), and the server does not log column names (binlog_row_metadata is not FULL). Its rows are decoded with the columns information_schema has from here on: right while capture is live, but during a catch-up across later DDL their values may land under the wrong column names. Set binlog_row_metadata=FULL on the server.`,
+      });
+    }
   }
 
   push(event: ZongJiEvent, file: string): ChangeBatch | undefined {
@@ -477,7 +649,7 @@ export class TransactionAssembler {
           const table = truncatedTable(sql, event.schema ?? '', this.#captured);
           if (table) this.#events.push({ kind: 'truncate', table });
         } else if (!skipping && upper !== 'COMMIT') {
-          this.#ddl(sql, event.schema ?? '', `binlog ${file}:${event.nextPosition}`);
+          this.#ddl(event, sql, `binlog ${file}:${event.nextPosition}`);
         }
         break;
       }

@@ -35,7 +35,7 @@ import {
 /** A column as zongji needs it to decode values: the information_schema.COLUMNS fields it reads. */
 export interface SourceColumn {
   readonly name: string;
-  /** COLUMN_TYPE as information_schema writes it, lower case: `int(11) unsigned`, `enum('a','b')`. */
+  /** COLUMN_TYPE as information_schema writes it: `int(11) unsigned`, `enum('a','B')` (keywords in lower case, values as declared). */
   readonly type: string;
   /** CHARACTER_SET_NAME: the charset of a text column, null for every other column. */
   readonly charset: string | null;
@@ -320,13 +320,13 @@ function charsetOf(node: Node): string | undefined {
 }
 
 /** `utf8mb4_bin` → `utf8mb4`; `binary` stays `binary` (no charset: see {@link textCharset}). */
-function charsetOfCollation(collation: string): string {
+export function charsetOfCollation(collation: string): string {
   const c = collation.toLowerCase();
   return c.slice(0, c.indexOf('_') > 0 ? c.indexOf('_') : c.length);
 }
 
 /** The charset a text column stores, as CHARACTER_SET_NAME says it: none for the binary charset. */
-function textCharset(name: string): string | null {
+export function textCharset(name: string): string | null {
   return name === 'binary' ? null : name;
 }
 
@@ -383,4 +383,78 @@ function columnTypeText(definition: Node): { text: string; textual: boolean } | 
   const text = [`${base}${args}`, ...flags].join(' ');
   // `VARCHAR(10) BINARY` is a binary collation of the charset, still text.
   return { text, textual: TEXTUAL.has(base) || BINARY_FLAGGED.test(base) };
+}
+
+/** The binlog type codes (TABLE_MAP, after ENUM/SET are told apart) a column of each declared type is logged as. */
+const LOGGED_AS: Readonly<Record<string, readonly number[]>> = (() => {
+  const blob = [252, 249, 250, 251, 140];
+  const table: Record<string, number[]> = {
+    tinyint: [1],
+    bool: [1],
+    boolean: [1],
+    smallint: [2],
+    mediumint: [9],
+    int: [3],
+    integer: [3],
+    bigint: [8],
+    float: [4],
+    double: [5],
+    real: [5],
+    decimal: [246, 0],
+    numeric: [246, 0],
+    date: [10, 14],
+    time: [11, 19],
+    datetime: [12, 18],
+    timestamp: [7, 17],
+    year: [13],
+    bit: [16],
+    char: [254],
+    binary: [254],
+    uuid: [254],
+    inet4: [254],
+    inet6: [254],
+    varchar: [15, 253, 141],
+    varbinary: [15, 253, 141],
+    enum: [247, 254],
+    set: [248, 254],
+    // MariaDB's JSON is LONGTEXT.
+    json: [245, ...blob],
+  };
+  for (const t of [
+    'tinytext',
+    'text',
+    'mediumtext',
+    'longtext',
+    'tinyblob',
+    'blob',
+    'mediumblob',
+    'longblob',
+  ])
+    table[t] = blob;
+  for (const t of [
+    'geometry',
+    'point',
+    'linestring',
+    'polygon',
+    'multipoint',
+    'multilinestring',
+    'multipolygon',
+    'geometrycollection',
+    'geomcollection',
+  ])
+    table[t] = [255];
+  return table;
+})();
+
+/**
+ * Whether rows a TABLE_MAP describes (its column count and type codes) can be decoded with `shape`: a shape
+ * that was followed wrongly (DDL the history missed) shows up here instead of as values under wrong names.
+ * A declared type not listed is not checked.
+ */
+export function shapeFitsTableMap(shape: SourceShape, typeCodes: readonly number[]): boolean {
+  if (shape.columns.length !== typeCodes.length) return false;
+  return shape.columns.every((c, i) => {
+    const codes = LOGGED_AS[/^[a-z0-9]+/.exec(c.type)?.[0] ?? ''];
+    return codes === undefined || codes.includes(typeCodes[i] as number);
+  });
 }

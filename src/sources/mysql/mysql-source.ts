@@ -15,7 +15,7 @@ import type {
   TableSelection,
 } from '../../core/ports.js';
 import type { Position } from '../../core/position.js';
-import type { TableId, TableSchema } from '../../core/table.js';
+import { type TableId, type TableSchema, tableKey } from '../../core/table.js';
 import {
   binlogDistance,
   decodeBinlogPosition,
@@ -25,10 +25,12 @@ import {
 } from './binlog-position.js';
 import { type BinlogStart, classifyBinlogError, readBinlog } from './binlog-reader.js';
 import { classifyMySqlError, type MySqlEndpoint, openConnection } from './connect.js';
+import type { SourceShape } from './ddl-shapes.js';
 import { gtidOrdinal, mariaDbDomains, normalizeGtid } from './gtid.js';
 import { runPreflight } from './preflight.js';
 import { planResume } from './resume-plan.js';
-import { readTableSchemas } from './schema-reader.js';
+import { SchemaHistory } from './schema-history.js';
+import { readSourceShapes, readTableSchemas } from './schema-reader.js';
 import { binlogOff, mariaDbGtidAt, readHeadPosition, readServerIdentity } from './server-state.js';
 import { readSnapshot } from './snapshot-reader.js';
 
@@ -59,12 +61,25 @@ export class MySqlSource implements SourceConnector {
   readonly #endpoint: MySqlEndpoint;
   readonly #serverId: number;
   readonly #log: SourceLog;
+  readonly #history: SchemaHistory;
   #conn: mysql.Connection | undefined;
 
-  constructor(endpoint: MySqlEndpoint, options: { serverId: number; log?: SourceLog }) {
+  constructor(
+    endpoint: MySqlEndpoint,
+    options: {
+      serverId: number;
+      log?: SourceLog;
+      /**
+       * The schema history file (schema-history.ts), kept with the gateway's staging. Without one the history
+       * lives in memory: a stream then starts from information_schema's columns.
+       */
+      historyPath?: string;
+    },
+  ) {
     this.#endpoint = endpoint;
     this.#serverId = options.serverId;
     this.#log = options.log ?? stderrWarnings;
+    this.#history = new SchemaHistory(options.historyPath);
   }
 
   /**
@@ -176,7 +191,7 @@ export class MySqlSource implements SourceConnector {
   }
 
   snapshot(tables: readonly TableSchema[], options: SnapshotOptions): AsyncIterable<ChangeBatch> {
-    return readSnapshot(this.#endpoint, tables, options);
+    return readSnapshot(this.#endpoint, tables, options, this.#history);
   }
 
   async *stream(from: Position, options: StreamOptions): AsyncIterable<ChangeBatch> {
@@ -225,7 +240,50 @@ export class MySqlSource implements SourceConnector {
       serverId: this.#serverId,
       server,
       log: this.#log,
+      history: {
+        shapes: await this.#shapesAt(from, options.tables),
+        store: this.#history,
+        logsColumnNames: await this.#logsColumnNames(),
+      },
     });
+  }
+
+  /**
+   * The captured tables' full column lists at `from`, from the schema history; information_schema's current
+   * ones for a table the history does not know (exact unless DDL changed it after `from`).
+   */
+  async #shapesAt(from: Position, tables: readonly TableSchema[]): Promise<Map<string, SourceShape>> {
+    const recorded = await this.#history.at(from);
+    const shapes = new Map<string, SourceShape>();
+    const missing: TableId[] = [];
+    for (const t of tables) {
+      const shape = recorded.get(tableKey(t.id));
+      if (shape) shapes.set(tableKey(t.id), shape);
+      else missing.push(t.id);
+    }
+    if (missing.length === 0) return shapes;
+    try {
+      for (const [key, shape] of await readSourceShapes(await this.#control(), missing))
+        shapes.set(key, shape);
+    } catch (error) {
+      throw classifyMySqlError(error, this.#endpoint, 'reading the columns of the captured tables');
+    }
+    return shapes;
+  }
+
+  /** binlog_row_metadata=FULL: TABLE_MAP events name their columns (MySQL 8.0.1+, MariaDB 10.5+). */
+  async #logsColumnNames(): Promise<boolean> {
+    try {
+      const rows = await this.#query(
+        'SELECT @@GLOBAL.binlog_row_metadata AS m',
+        [],
+        'reading binlog_row_metadata',
+      );
+      return String(rows[0]?.['m'] ?? '').toUpperCase() === 'FULL';
+    } catch {
+      // An older server has no such variable, and logs no column names.
+      return false;
+    }
   }
 
   /**

@@ -6,6 +6,7 @@ import type mysql from 'mysql2/promise';
 import { TributaryError } from '../../core/errors.js';
 import type { TableSelection } from '../../core/ports.js';
 import { type ColumnSchema, type TableId, type TableSchema, tableKey } from '../../core/table.js';
+import { charsetOfCollation, type SourceColumn, type SourceShape, textCharset } from './ddl-shapes.js';
 import { deltaTypeFor } from './type-mapping.js';
 
 interface ColumnRow {
@@ -163,4 +164,43 @@ export async function readTableSchemas(
     result.push({ id, columns, primaryKey, ...(keySource ? { keySource } : {}) });
   }
   return result;
+}
+
+/**
+ * The tables' full column lists (no column filter: the binlog logs every column) with the fields zongji decodes
+ * by, and each table's default charset, by `schema.table`. Read inside a snapshot's transaction, whose
+ * metadata locks keep the tables from changing, they are the columns at the snapshot's position.
+ */
+export async function readSourceShapes(
+  conn: mysql.Connection,
+  tables: readonly TableId[],
+): Promise<Map<string, SourceShape>> {
+  const shapes = new Map<string, SourceShape>();
+  if (tables.length === 0) return shapes;
+  const pairs = tables.map((id) => [id.schema, id.table]);
+  const [rows] = await conn.query<mysql.RowDataPacket[]>(
+    `SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.CHARACTER_SET_NAME, t.TABLE_COLLATION
+       FROM information_schema.COLUMNS c
+       JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME
+      WHERE (c.TABLE_SCHEMA, c.TABLE_NAME) IN (?)
+      ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME, c.ORDINAL_POSITION`,
+    [pairs],
+  );
+  const columns = new Map<string, SourceColumn[]>();
+  const charsets = new Map<string, string | null>();
+  for (const r of rows) {
+    const key = `${String(r['TABLE_SCHEMA'])}.${String(r['TABLE_NAME'])}`;
+    const list = columns.get(key) ?? [];
+    const charset = r['CHARACTER_SET_NAME'];
+    list.push({
+      name: String(r['COLUMN_NAME']),
+      type: String(r['COLUMN_TYPE']),
+      charset: charset === null || charset === undefined ? null : String(charset),
+    });
+    columns.set(key, list);
+    const collation = r['TABLE_COLLATION'];
+    charsets.set(key, collation ? textCharset(charsetOfCollation(String(collation))) : null);
+  }
+  for (const [key, list] of columns) shapes.set(key, { columns: list, charset: charsets.get(key) ?? null });
+  return shapes;
 }

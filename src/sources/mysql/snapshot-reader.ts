@@ -13,10 +13,13 @@ import type { ChangeBatch, ChangeEvent } from '../../core/change.js';
 import { TributaryError } from '../../core/errors.js';
 import type { SnapshotOptions } from '../../core/ports.js';
 import type { Position } from '../../core/position.js';
-import type { Row, TableSchema } from '../../core/table.js';
+import { type Row, type TableSchema, tableKey } from '../../core/table.js';
 import { encodeBinlogPosition } from './binlog-position.js';
 import { classifyMySqlError, type MySqlEndpoint, openConnection } from './connect.js';
+import type { SourceShape } from './ddl-shapes.js';
 import { normalizeGtid } from './gtid.js';
+import type { SchemaHistory } from './schema-history.js';
+import { readSourceShapes } from './schema-reader.js';
 import { binlogOff, mariaDbGtidAt, readBinlogStatus, readServerIdentity } from './server-state.js';
 import { isSpatialType, spatialTypeCast } from './spatial.js';
 import { quoteIdent } from './sql.js';
@@ -161,16 +164,18 @@ export function readSnapshot(
   endpoint: MySqlEndpoint,
   tables: readonly TableSchema[],
   options: SnapshotOptions,
+  /** Where each table's full column list at its snapshot position is recorded (schema-history.ts). */
+  history?: SchemaHistory,
 ): AsyncIterable<ChangeBatch> {
   const queue = [...tables];
   const nextTable = () => queue.shift();
   const readers = Math.max(1, Math.min(options.parallelTables ?? 1, tables.length));
-  if (readers === 1) return readInOneSnapshot(endpoint, nextTable, options);
+  if (readers === 1) return readInOneSnapshot(endpoint, nextTable, options, history);
   const connections = new Set<mysql.Connection>();
   const stop = new AbortController();
   return mergeReaders(
     Array.from({ length: readers }, () =>
-      readInOneSnapshot(endpoint, nextTable, options, { connections, stopped: stop.signal }),
+      readInOneSnapshot(endpoint, nextTable, options, history, { connections, stopped: stop.signal }),
     ),
     () => {
       stop.abort(new TributaryError('INTERNAL', 'the snapshot was stopped'));
@@ -220,6 +225,7 @@ async function* readInOneSnapshot(
   endpoint: MySqlEndpoint,
   nextTable: () => TableSchema | undefined,
   options: SnapshotOptions,
+  history: SchemaHistory | undefined,
   parallel?: { readonly connections: Set<mysql.Connection>; readonly stopped: AbortSignal },
 ): AsyncIterable<ChangeBatch> {
   const conn = await openConnection(endpoint);
@@ -286,6 +292,21 @@ async function* readInOneSnapshot(
           endpoint,
           `reading ${table.id.schema}.${table.id.table} for the snapshot`,
         );
+      }
+      if (history) {
+        // Still inside the transaction, whose metadata lock on the table (taken by the read) keeps DDL out:
+        // these are the columns at `position`, which a stream from there decodes the table's rows with.
+        let shape: SourceShape | undefined;
+        try {
+          shape = (await readSourceShapes(conn, [id])).get(tableKey(id));
+        } catch (error) {
+          throw classifyMySqlError(
+            error,
+            endpoint,
+            `reading the columns of ${tableKey(id)} for the snapshot`,
+          );
+        }
+        if (shape) await history.record([{ position, table: tableKey(id), shape }]);
       }
       // The final batch (possibly empty) says the table is complete; an empty table still gets its bronze table.
       yield batchOf(events, true);
