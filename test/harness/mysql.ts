@@ -30,24 +30,32 @@ export interface FreshDatabase extends AsyncDisposable {
   drop(): Promise<void>;
 }
 
+/** Where a MariaDB other than the integration server listens, with its root user. */
+export interface ServerAddress {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+}
+
 /**
  * Creates a database no other test uses, named `<prefix>_<random>`, so that test files sharing the server
- * neither collide nor depend on each other's leftovers.
+ * neither collide nor depend on each other's leftovers. On the integration server, or on `server`.
  */
-export async function freshDatabase(prefix: string): Promise<FreshDatabase> {
+export async function freshDatabase(prefix: string, server?: ServerAddress): Promise<FreshDatabase> {
   if (!/^[A-Za-z0-9_]{1,40}$/.test(prefix)) {
     throw new Error(
       `freshDatabase prefix must be 1 to 40 letters, digits or underscores: ${JSON.stringify(prefix)}`,
     );
   }
   const name = `${prefix}_${randomBytes(6).toString('hex')}`;
-  const admin = await adminConnection();
+  const admin = await adminConnection({ ...server });
   try {
     await admin.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4`);
   } finally {
     await admin.end();
   }
-  const conn = await adminConnection({ database: name });
+  const conn = await adminConnection({ ...server, database: name });
   let dropped: Promise<void> | undefined;
   const drop = (): Promise<void> => {
     dropped ??= (async () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Connection } from 'mysql2/promise';
 import { inject } from 'vitest';
 import { type CliOptions, type CliRun, runCli } from './cli.js';
-import { adminConnection, type FreshDatabase, freshDatabase } from './mysql.js';
+import { adminConnection, type FreshDatabase, freshDatabase, type ServerAddress } from './mysql.js';
 
 export interface PipelineFixture extends AsyncDisposable {
   readonly db: FreshDatabase;
@@ -32,6 +32,8 @@ export interface PipelineFixture extends AsyncDisposable {
 
 export async function pipelineFixture(options: {
   prefix: string;
+  /** A MariaDB of the test's own; the integration server by default. */
+  server?: ServerAddress;
   /** SQL run on the source before the config is written (DDL, seed data). */
   setup?: (conn: Connection, database: string) => Promise<void>;
   /** YAML for `pipelines.p.objects`; `$DB` is replaced by the database name. */
@@ -43,12 +45,12 @@ export async function pipelineFixture(options: {
   /** Extra pipelines (YAML under `pipelines:`, indented 2 spaces); `$DB` is replaced by the database name. */
   pipelines?: (database: string) => string;
 }): Promise<PipelineFixture> {
-  const db = await freshDatabase(options.prefix);
+  const db = await freshDatabase(options.prefix, options.server);
   await options.setup?.(db.conn, db.name);
   const dir = await mkdtemp(join(tmpdir(), `tributary-${options.prefix}-`));
   const user = `cdc_${randomBytes(4).toString('hex')}`;
   const password = randomBytes(12).toString('base64url');
-  const admin = await adminConnection();
+  const admin = await adminConnection({ ...options.server });
   try {
     await admin.query(`CREATE USER ?@'127.0.0.1' IDENTIFIED BY ?`, [user, password]);
     await admin.query(`GRANT SELECT ON \`${db.name}\`.* TO ?@'127.0.0.1'`, [user]);
@@ -56,7 +58,7 @@ export async function pipelineFixture(options: {
   } finally {
     await admin.end();
   }
-  const { host, port } = inject('mysql');
+  const { host, port } = options.server ?? inject('mysql');
   const objects =
     options.objects?.(db.name) ??
     `      - schema:
@@ -110,7 +112,7 @@ ${options.pipelines?.(db.name) ?? ''}
     },
     async [Symbol.asyncDispose]() {
       await db.drop();
-      const cleanup = await adminConnection();
+      const cleanup = await adminConnection({ ...options.server });
       await cleanup.query(`DROP USER IF EXISTS ?@'127.0.0.1'`, [user]).finally(() => cleanup.end());
       await rm(dir, { recursive: true, force: true });
     },

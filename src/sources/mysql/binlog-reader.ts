@@ -97,6 +97,8 @@ export interface BinlogTable {
   readonly tableName: string;
   /** INFORMATION_SCHEMA.COLUMNS-shaped rows: from the event itself under binlog_row_metadata=FULL. */
   readonly columnSchemas?: ReadonlyArray<{ COLUMN_NAME: string; COLUMN_TYPE: string }>;
+  /** The rows are the column list followed through the log's DDL (ddl-shapes.ts), not information_schema's. */
+  readonly followed?: boolean;
 }
 
 /**
@@ -367,6 +369,7 @@ interface ZongJiInternals {
       readonly parentSchema: string;
       readonly tableName: string;
       readonly columnSchemas?: ReadonlyArray<Record<string, unknown>>;
+      readonly followed?: boolean;
     }
   >;
   _fetchTableInfo(event: TableMapInternals, next: () => void): void;
@@ -404,6 +407,7 @@ function decodeWithFollowedShapes(
         })),
         parentSchema: event.schemaName,
         tableName: event.tableName,
+        followed: true,
       };
       next();
       return;
@@ -521,9 +525,10 @@ export class TransactionAssembler {
   }
 
   /**
-   * A TABLE_MAP that describes itself (binlog_row_metadata=FULL) gives the table's shape as of this point in
-   * the log, which is what zongji decodes the following rows with. When it differs from the shape known so
-   * far (a column added, dropped, renamed or retyped by DDL), a `schema` event goes ahead of the rows.
+   * A TABLE_MAP that describes itself (binlog_row_metadata=FULL), or one decoded with the column list followed
+   * through the log's DDL (ddl-shapes.ts), gives the table's shape as of this point in the log, which is what
+   * zongji decodes the following rows with. When it differs from the shape known so far (a column added,
+   * dropped, renamed or retyped by DDL), a `schema` event goes ahead of the rows.
    */
   #tableMap(event: ZongJiEvent): void {
     if (event.unfitShape !== undefined && this.#captured.has(event.unfitShape)) {
@@ -533,11 +538,14 @@ export class TransactionAssembler {
       });
     }
     const info = event.table;
-    if (!info?.columnSchemas || event.hasSelfDescribingMetadata?.() !== true) return;
-    // zongji still asks information_schema (today's shape) for some MariaDB tables (old-style temporal
-    // columns): trust the column list only when it names the columns this event names.
-    const names = info.columnSchemas.map((c) => c.COLUMN_NAME);
-    if (JSON.stringify(names) !== JSON.stringify(event.columnNames)) return;
+    if (!info?.columnSchemas) return;
+    if (info.followed !== true) {
+      if (event.hasSelfDescribingMetadata?.() !== true) return;
+      // zongji still asks information_schema (today's shape) for some MariaDB tables (old-style temporal
+      // columns): trust the column list only when it names the columns this event names.
+      const names = info.columnSchemas.map((c) => c.COLUMN_NAME);
+      if (JSON.stringify(names) !== JSON.stringify(event.columnNames)) return;
+    }
     const table: TableId = { schema: info.parentSchema, table: info.tableName };
     const key = tableKey(table);
     if (!this.#captured.has(key)) return;
@@ -554,20 +562,8 @@ export class TransactionAssembler {
       this.#notices.push(notice);
     const effect = event.shapeChanges;
     if (!effect) return;
-    for (const [key, shape] of effect.shapes) {
-      this.#shapeChanges.push({ table: key, shape });
-      const known = this.#shapes.get(key);
-      if (!shape || !known) continue;
-      // The table's shape from here on reaches capture as a `schema` event, as a self-describing TABLE_MAP's does.
-      const next = shapeFromLog(
-        known.id,
-        shape.columns.map((c) => ({ COLUMN_NAME: c.name, COLUMN_TYPE: c.type })),
-        known,
-      );
-      if (sameShape(next, known)) continue;
-      this.#shapes.set(key, next);
-      this.#events.push({ kind: 'schema', table: known.id, schema: next });
-    }
+    // Capture hears of the new shapes from the TABLE_MAP events that follow, which zongji now decodes with them.
+    for (const [key, shape] of effect.shapes) this.#shapeChanges.push({ table: key, shape });
     if (!this.#warnUnknownShapes) return;
     for (const u of effect.unknown) {
       if (!this.#captured.has(u.table)) continue;
