@@ -84,6 +84,8 @@ export interface ZongJiEvent {
   shapeChanges?: DdlEffect;
   /** TABLE_MAP events: the followed shape of this table did not fit the event, so information_schema was asked. */
   unfitShape?: string;
+  /** TABLE_MAP events: information_schema's columns, which fit the event and are followed from here on. */
+  learnedShape?: SourceShape;
   /** The GTID of the transaction the event belongs to (zongji tracks it even for filtered GTID events). */
   gtid?: string;
   /** previousgtids (MySQL): the GTID set before this binlog file. */
@@ -361,6 +363,7 @@ interface TableMapInternals {
   readonly columnTypes: readonly number[];
   _effectiveColumnType?(index: number): number;
   unfitShape?: string;
+  learnedShape?: SourceShape;
 }
 interface ZongJiInternals {
   tableMap: Record<
@@ -416,14 +419,20 @@ function decodeWithFollowedShapes(
     fetch(event, () => {
       const rows = internals.tableMap[event.tableId]?.columnSchemas;
       if (rows && captured.has(key)) {
-        followed.set(key, {
+        const learned: SourceShape = {
           columns: rows.map((r) => ({
             name: String(r['COLUMN_NAME']),
             type: String(r['COLUMN_TYPE']),
             charset: typeof r['CHARACTER_SET_NAME'] === 'string' ? r['CHARACTER_SET_NAME'] : null,
           })),
           charset: shape?.charset ?? null,
-        });
+        };
+        // information_schema's columns fit these rows: followed from here on, and recorded (at the end of this
+        // transaction), so that a later start decodes with them and follows the DDL after them.
+        if (shapeFitsTableMap(learned, codes)) {
+          followed.set(key, learned);
+          event.learnedShape = learned;
+        }
       }
       next();
     });
@@ -538,6 +547,8 @@ export class TransactionAssembler {
       });
     }
     const info = event.table;
+    if (event.learnedShape && info)
+      this.#shapeChanges.push({ table: `${info.parentSchema}.${info.tableName}`, shape: event.learnedShape });
     if (!info?.columnSchemas) return;
     if (info.followed !== true) {
       if (event.hasSelfDescribingMetadata?.() !== true) return;

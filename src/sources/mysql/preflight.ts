@@ -162,7 +162,7 @@ export async function runPreflight(
       ...(full
         ? {}
         : {
-            fix: "SET GLOBAL binlog_row_metadata = 'FULL'; column names in the log let capture decode rows written before a DDL change correctly.",
+            fix: "SET GLOBAL binlog_row_metadata = 'FULL'; and in my.cnf. Without column names in the log, capture follows each table's columns through the DDL it reads (its schema history), which covers ADD, DROP, MODIFY, CHANGE and RENAME but not every statement MySQL accepts; with FULL every row names its own columns.",
           }),
     });
   }
