@@ -30,11 +30,13 @@ import ZongJi from '@vlasky/zongji';
 import { describe, expect, it } from 'vitest';
 import type { ChangeBatch } from '../../core/change.js';
 import { isTributaryError } from '../../core/errors.js';
-import { asPosition } from '../../core/position.js';
+import { asPosition, type Position } from '../../core/position.js';
 import type { TableSchema } from '../../core/table.js';
 import { decodeBinlogPosition, encodeBinlogPosition, type ServerIdentity } from './binlog-position.js';
-import { type BinlogLog, type BinlogStart, readBinlog } from './binlog-reader.js';
+import { type BinlogLog, type BinlogStart, type BinlogStreamOptions, readBinlog } from './binlog-reader.js';
+import type { SourceShape } from './ddl-shapes.js';
 import { GtidState } from './gtid.js';
+import { SchemaHistory } from './schema-history.js';
 
 const OLD_PRIMARY = '3e11fa47-71ca-11e1-9e33-c80aa9429562';
 const NEW_PRIMARY = '7b9d2c10-0c1e-11ef-8f3b-0242ac120002';
@@ -179,9 +181,10 @@ class BinlogWriter {
     );
   }
 
+  /** `names` null: binlog_row_metadata=MINIMAL, which logs no COLUMN_NAME field. */
   tableMap(
     tableId: number,
-    names: readonly string[] = ['id', 'note', 'amount', 'big', 'created'],
+    names: readonly string[] | null = ['id', 'note', 'amount', 'big', 'created'],
     table = 'orders',
   ): void {
     const types = Buffer.from([LONG, VARCHAR, NEWDECIMAL, LONGLONG, DATETIME2]);
@@ -192,7 +195,7 @@ class BinlogWriter {
     const optional = Buffer.concat([
       field(1, u8(0b0010_0000)), // SIGNEDNESS over id, amount, big: only big is unsigned
       field(2, Buffer.concat([u8(0xfc), u16(255)])), // DEFAULT_CHARSET: utf8mb4_0900_ai_ci
-      field(4, Buffer.concat(names.map(lenencString))), // COLUMN_NAME
+      ...(names ? [field(4, Buffer.concat(names.map(lenencString)))] : []), // COLUMN_NAME
       field(8, lenenc(0)), // SIMPLE_PRIMARY_KEY: column 0
     ]);
     this.add(
@@ -383,6 +386,7 @@ async function stream(
   count: number,
   log?: BinlogLog,
   tables: readonly TableSchema[] = [orders],
+  history?: BinlogStreamOptions['history'],
 ): Promise<{ batches: ChangeBatch[]; binlog: ScriptedConnection }> {
   const { zongji, binlog } = scriptedZongJi();
   const controller = new AbortController();
@@ -397,6 +401,7 @@ async function stream(
       server,
       client: () => zongji,
       ...(log ? { log } : {}),
+      ...(history ? { history } : {}),
     },
   )[Symbol.asyncIterator]();
   const batches: ChangeBatch[] = [];
@@ -618,6 +623,76 @@ describe('DDL between transactions (binlog_row_metadata=FULL)', () => {
         /^WARN shop\.orders: column note was renamed to label at the source \(binlog binlog\.000007:\d+\)\. The bronze table gets a new column label .* coalesce\(label, note\)/,
       ),
     ]);
+  });
+});
+
+describe('DDL between transactions (binlog_row_metadata=MINIMAL: no column names in the log)', () => {
+  it('decodes each row with the columns the schema history followed to its point, and records the change', async () => {
+    const log = new BinlogWriter(1000);
+    log.fakeRotate(FILE, 1000);
+    log.formatDescription();
+    log.gtid(OLD_PRIMARY, 6);
+    log.query('BEGIN');
+    log.tableMap(108, null);
+    log.rows(WRITE_ROWS_EVENT, 108, [image(rowA)]);
+    log.xid(60);
+    log.gtid(OLD_PRIMARY, 7);
+    log.query('ALTER TABLE orders CHANGE COLUMN note label VARCHAR(32), ADD INDEX (label)');
+    log.gtid(OLD_PRIMARY, 8);
+    log.query('BEGIN');
+    log.tableMap(109, null);
+    log.rows(WRITE_ROWS_EVENT, 109, [image(rowB)]);
+    log.xid(80);
+    const start: BinlogStart = {
+      kind: 'file',
+      file: FILE,
+      offset: 1000,
+      gtid: `${OLD_PRIMARY}:1-5`,
+      ordinal: 5n,
+    };
+    // The columns at the start, as the snapshot recorded them; information_schema is never asked (the
+    // scripted control connection could not answer).
+    const atStart: SourceShape = {
+      charset: 'utf8mb4',
+      columns: [
+        { name: 'id', type: 'int', charset: null },
+        { name: 'note', type: 'varchar(32)', charset: 'utf8mb4' },
+        { name: 'amount', type: 'decimal(10,2)', charset: null },
+        { name: 'big', type: 'bigint unsigned', charset: null },
+        { name: 'created', type: 'datetime(6)', charset: null },
+      ],
+    };
+    const store = new SchemaHistory(undefined);
+    const { batches } = await stream(start, mysql8, log.packets, 3, undefined, [orders], {
+      shapes: new Map([['shop.orders', atStart]]),
+      store,
+      logsColumnNames: false,
+    });
+
+    expect(batches.map((b) => b.events.map((e) => e.kind))).toEqual([['insert'], [], ['schema', 'insert']]);
+    expect(batches[0]?.events[0]).toMatchObject({
+      kind: 'insert',
+      after: { id: 1, note: 'größe ✓', amount: '12.34', big: '18446744073709551615' },
+    });
+    expect(batches[2]?.events[0]).toMatchObject({
+      kind: 'schema',
+      schema: {
+        columns: [
+          { name: 'id' },
+          { name: 'label' },
+          { name: 'amount' },
+          { name: 'big' },
+          { name: 'created' },
+        ],
+      },
+    });
+    expect(batches[2]?.events[1]).toMatchObject({
+      kind: 'insert',
+      after: { id: 2, label: null, amount: '-0.50' },
+    });
+    // Recorded at the DDL's position: a stream starting there decodes with the new names.
+    const ddlAt = batches[1]?.position as Position;
+    expect((await store.at(ddlAt)).get('shop.orders')?.columns[1]?.name).toBe('label');
   });
 });
 
