@@ -20,6 +20,7 @@
  */
 import { createRequire } from 'node:module';
 import { type TableId, tableKey } from '../../core/table.js';
+import { SPATIAL_TYPES } from './spatial.js';
 import {
   ALTER_TABLE,
   IDENT,
@@ -431,18 +432,7 @@ const LOGGED_AS: Readonly<Record<string, readonly number[]>> = (() => {
     'longblob',
   ])
     table[t] = blob;
-  for (const t of [
-    'geometry',
-    'point',
-    'linestring',
-    'polygon',
-    'multipoint',
-    'multilinestring',
-    'multipolygon',
-    'geometrycollection',
-    'geomcollection',
-  ])
-    table[t] = [255];
+  for (const t of SPATIAL_TYPES) table[t] = [255];
   return table;
 })();
 
