@@ -11,8 +11,8 @@ import {
   QUALIFIED,
   qualifiedName,
   renamePairs,
-  stripLeadingComments,
   unquoteIdent,
+  withoutComments,
 } from './sql.js';
 
 /** A line for the log about DDL read from the binlog. */
@@ -31,7 +31,7 @@ export function ddlNotices(
   schema: string,
   scope: { captured: ReadonlySet<string>; schemas: ReadonlySet<string>; where: string },
 ): DdlNotice[] {
-  const text = stripLeadingComments(sql);
+  const text = withoutComments(sql);
   const { captured, schemas, where } = scope;
   const inScope = (id: TableId) => schemas.has(id.schema);
   const notices: DdlNotice[] = [];

@@ -31,6 +31,12 @@ describe('applyDdl', () => {
     ]);
     expect(namesAfter('ALTER TABLE t ADD COLUMN (c INT, d TEXT)')).toEqual(['id', 'a', 'b', 'c', 'd']);
     expect(namesAfter('ALTER TABLE t ADD COLUMN IF NOT EXISTS a INT')).toBeUndefined();
+    // MySQL 8 logs atomic DDL with a trailing xid comment; comments may sit anywhere.
+    expect(namesAfter('ALTER TABLE t DROP COLUMN b /* xid=42 */')).toEqual(['id', 'a']);
+    expect(
+      namesAfter("ALTER TABLE t /* why */ ADD c VARCHAR(3) DEFAULT '/* not a comment */' -- note\n"),
+    ).toEqual(['id', 'a', 'b', 'c']);
+    expect(namesAfter('/*!40000 ALTER TABLE t ADD c INT FIRST */')).toEqual(['c', 'id', 'a', 'b']);
   });
 
   it('the added column gets its type text and charset as information_schema would write them', () => {

@@ -29,8 +29,8 @@ import {
   qualifiedName,
   renamePairs,
   splitTopLevel,
-  stripLeadingComments,
   unquoteIdent,
+  withoutComments,
 } from './sql.js';
 
 /** A column as zongji needs it to decode values: the information_schema.COLUMNS fields it reads. */
@@ -66,7 +66,7 @@ const NO_EFFECT: DdlEffect = { shapes: new Map(), unknown: [] };
  * does is ignored.
  */
 export function applyDdl(shapes: ReadonlyMap<string, SourceShape>, sql: string, schema: string): DdlEffect {
-  const text = stripLeadingComments(sql);
+  const text = withoutComments(sql);
   const result = new Map<string, SourceShape | null>();
   const unknown: Array<{ table: string; clause: string }> = [];
   const current = (key: string): SourceShape | undefined => {

@@ -54,17 +54,6 @@ export function renamePairs(text: string, schema: string): Array<[TableId, Table
   return pairs;
 }
 
-/** Leading comments (`/* ... *\/`, `-- ...`, `# ...`) are not part of the statement's shape. */
-export function stripLeadingComments(sql: string): string {
-  let s = sql.trimStart();
-  for (;;) {
-    if (s.startsWith('/*') && !s.startsWith('/*!')) s = s.slice(s.indexOf('*/') + 2).trimStart();
-    else if (s.startsWith('--') || s.startsWith('#'))
-      s = s.slice(s.indexOf('\n') + 1 || s.length).trimStart();
-    else return s;
-  }
-}
-
 /** `ALTER TABLE <name> <specifications>`, split. */
 export const ALTER_TABLE = new RegExp(
   `^ALTER\\s+(?:ONLINE\\s+)?(?:IGNORE\\s+)?TABLE\\s+(?:IF\\s+EXISTS\\s+)?(${QUALIFIED})\\s*([\\s\\S]*)$`,
@@ -98,4 +87,37 @@ export function splitTopLevel(text: string): string[] {
   }
   parts.push(text.slice(start).trim().replace(/;\s*$/, ''));
   return parts.filter((p) => p.length > 0);
+}
+
+/**
+ * The statement without comments: `/* ... *\/`, `-- ...` and `# ...` are dropped, and the body of an executable
+ * comment (`/*!50100 ... *\/`) is kept, as the server runs it. MySQL 8 logs DDL with a trailing `/* xid=... *\/`.
+ * Quoted text and identifiers are left as they are.
+ */
+export function withoutComments(sql: string): string {
+  let out = '';
+  let quote: string | undefined;
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql[i] as string;
+    if (quote) {
+      out += c;
+      if (c === '\\' && quote !== '`' && i + 1 < sql.length) out += sql[++i];
+      else if (c === quote) quote = undefined;
+      continue;
+    }
+    if (c === "'" || c === '"' || c === '`') {
+      quote = c;
+      out += c;
+    } else if (c === '/' && sql[i + 1] === '*') {
+      const end = sql.indexOf('*/', i + 2);
+      const body = sql.slice(i + 2, end < 0 ? sql.length : end);
+      const executable = /^!\d*/.exec(body);
+      out += executable ? ` ${withoutComments(body.slice(executable[0].length))} ` : ' ';
+      i = end < 0 ? sql.length : end + 1;
+    } else if ((c === '-' && sql[i + 1] === '-' && /\s/.test(sql[i + 2] ?? ' ')) || c === '#') {
+      const end = sql.indexOf('\n', i);
+      i = end < 0 ? sql.length : end - 1;
+    } else out += c;
+  }
+  return out.trim();
 }
