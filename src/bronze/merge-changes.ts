@@ -643,6 +643,8 @@ export async function retireByDeletionVectors(
  * Writes the rows of `output` into one new data file of the table; no file (and no add) when there are none.
  * `anyOrder` lets DuckDB write row groups in the order its threads finish them, which needs much less memory
  * than keeping `output`'s order (it buffers finished row groups until the earlier ones are written).
+ * `rowGroupRows` bounds the rows each writing thread holds before it writes them out (DuckDB's default is
+ * 122,880).
  */
 export async function writeDataFile(
   db: DuckDb,
@@ -650,13 +652,13 @@ export async function writeDataFile(
   tableRoot: string,
   output: string,
   fields: readonly StructField[],
-  options: { readonly anyOrder?: boolean } = {},
+  options: { readonly anyOrder?: boolean; readonly rowGroupRows?: number } = {},
 ): Promise<{ rows: number; add: AddFile | null }> {
   await mkdir(tableRoot, { recursive: true });
   const name = newDataFileName();
   const path = join(tableRoot, name);
   const written = await session.rows(
-    `COPY (${output}) TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy${options.anyOrder ? ', PRESERVE_ORDER false' : ''})`,
+    `COPY (${output}) TO ${quoteDuckString(path)} (FORMAT parquet, COMPRESSION snappy${options.anyOrder ? ', PRESERVE_ORDER false' : ''}${options.rowGroupRows ? `, ROW_GROUP_SIZE ${options.rowGroupRows}` : ''})`,
   );
   const rows = Number(written[0]?.['Count'] ?? 0);
   if (rows === 0) {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deltaRows } from '../../test/harness/delta-rows.js';
+import { SNAPSHOT_ROW_GROUP_ROWS } from '../bronze/load-snapshot.js';
 import { asPosition } from '../core/position.js';
 import type { ColumnSchema, Row, TableSchema } from '../core/table.js';
 import type { RawAction } from '../delta/actions.js';
@@ -172,6 +173,22 @@ describe('applyStaged on a snapshot', () => {
       '4 | n4 | -',
       '6 | n6 | x6',
     ]);
+  });
+
+  it("writes row groups of at most SNAPSHOT_ROW_GROUP_ROWS rows, which bounds the load's memory", async () => {
+    const rows = 2 * SNAPSHOT_ROW_GROUP_ROWS + 1_000;
+    const volume = await stage('row-groups', [
+      wholeSnapshot(BEFORE_DDL, 1, ...Array.from({ length: rows }, (_, i) => snapshotRow(i)[1])),
+    ]);
+    const root = path.join(dir, 'row-groups', 'items');
+    await apply(volume, { sourceKey: KEY, destination: 'lake.bronze.items', tableRoot: root }, rows);
+    const [file] = (await loadSnapshot(root)).files;
+    const groups = await db.rows(
+      `SELECT row_group_id, any_value(row_group_num_rows) AS n FROM parquet_metadata('${path.join(root, file?.path ?? '')}') GROUP BY row_group_id`,
+    );
+    expect(groups.reduce((sum, g) => sum + Number(g['n']), 0)).toBe(rows);
+    expect(groups.length).toBeGreaterThanOrEqual(3);
+    for (const g of groups) expect(Number(g['n'])).toBeLessThanOrEqual(SNAPSHOT_ROW_GROUP_ROWS);
   });
 
   it('keeps one row per key when the key is a configured primary_keys, which may repeat in the source', async () => {
