@@ -49,9 +49,20 @@ describe('SchemaHistory', () => {
   it('ignores a torn last line (a crash during an append) and refuses a corrupt one before it', async () => {
     await new SchemaHistory(path).record([{ position: p(10), table: 's.a', shape: shape('id') }]);
     await appendFile(path, '{"position":"~0000');
-    expect((await new SchemaHistory(path).at(p(10))).get('s.a')?.columns).toHaveLength(1);
+    const reopened = new SchemaHistory(path);
+    expect((await reopened.at(p(10))).get('s.a')?.columns).toHaveLength(1);
+    // The next entry starts a line of its own, so the torn one stays the only bad line, and stays ignorable.
+    await reopened.record([{ position: p(20), table: 's.a', shape: shape('id', 'v') }]);
+    expect((await new SchemaHistory(path).at(p(20))).get('s.a')?.columns).toHaveLength(2);
 
-    await writeFile(path, `not json\n${await readFile(path, 'utf8')}\n`);
+    // A whole last entry without its newline: the next append adds the newline first.
+    await writeFile(path, (await readFile(path, 'utf8')).trimEnd());
+    const unterminated = new SchemaHistory(path);
+    await unterminated.record([{ position: p(30), table: 's.b', shape: shape('id') }]);
+    const both = await new SchemaHistory(path).at(p(30));
+    expect([both.get('s.a')?.columns.length, both.get('s.b')?.columns.length]).toEqual([2, 1]);
+
+    await writeFile(path, `not json\n${await readFile(path, 'utf8')}`);
     const error = await new SchemaHistory(path).at(p(10)).catch((e: unknown) => e);
     expect(isTributaryError(error) && error.code).toBe('STAGING_CORRUPT');
     expect(String((error as Error).message)).toContain(`${path} is unreadable at line 1`);

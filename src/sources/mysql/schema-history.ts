@@ -15,7 +15,7 @@
  * simply recorded again. So recording needs no coordination with staging; it is appended and fsynced before
  * the batch it belongs to is handed on.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { messageOf, TributaryError } from '../../core/errors.js';
 import type { Position } from '../../core/position.js';
@@ -36,6 +36,12 @@ export class SchemaHistory {
   /** The file, or undefined for a history kept in memory only (a source opened without a gateway). */
   readonly #path: string | undefined;
   #entries: HistoryEntry[] | undefined;
+  /** The file ends in a torn line: its length without it, to which the next append first cuts it back. */
+  #tornAt: number | undefined;
+  /** The file's last entry is whole but lacks its newline (a crash between the two): the next append adds it. */
+  #unterminated = false;
+  /** One read of the file, however many callers ask at once (a parallel snapshot's readers record together). */
+  #loading: Promise<HistoryEntry[]> | undefined;
 
   constructor(path: string | undefined) {
     this.#path = path;
@@ -67,13 +73,18 @@ export class SchemaHistory {
       all.splice(i, 0, e);
     }
     if (!this.#path) return;
-    const text = entries.map((e) => `${JSON.stringify(e)}\n`).join('');
+    const text = `${this.#unterminated ? '\n' : ''}${entries.map((e) => `${JSON.stringify(e)}\n`).join('')}`;
     try {
       await mkdir(dirname(this.#path), { recursive: true });
+      if (this.#tornAt !== undefined) {
+        await truncate(this.#path, this.#tornAt);
+        this.#tornAt = undefined;
+      }
       const handle = await open(this.#path, 'a');
       try {
         await handle.appendFile(text);
         await handle.sync();
+        this.#unterminated = false;
       } finally {
         await handle.close();
       }
@@ -92,8 +103,15 @@ export class SchemaHistory {
     }
   }
 
-  async #load(): Promise<HistoryEntry[]> {
-    if (this.#entries) return this.#entries;
+  #load(): Promise<HistoryEntry[]> {
+    this.#loading ??= this.#read().catch((error: unknown) => {
+      this.#loading = undefined;
+      throw error;
+    });
+    return this.#loading.then(() => this.#entries ?? []);
+  }
+
+  async #read(): Promise<HistoryEntry[]> {
     const entries: HistoryEntry[] = [];
     let text = '';
     if (this.#path) {
@@ -112,10 +130,14 @@ export class SchemaHistory {
       } catch (error) {
         // A crash during an append leaves a torn last line; the entry it held is recorded again when the
         // stream reads its DDL again.
-        if (i === lines.length - 1) break;
+        if (i === lines.length - 1) {
+          this.#tornAt = Buffer.byteLength(text) - Buffer.byteLength(line);
+          break;
+        }
         throw unreadable(this.#path ?? '', error, i + 1);
       }
     }
+    this.#unterminated = this.#tornAt === undefined && text !== '' && !text.endsWith('\n');
     entries.sort((a, b) => (a.position < b.position ? -1 : a.position > b.position ? 1 : 0));
     this.#entries = entries;
     return entries;
@@ -130,6 +152,9 @@ export class SchemaHistory {
     });
     const kept = entries.filter((e, i) => e.position > position || lastBefore.get(e.table) === i);
     this.#entries = kept;
+    // The rewrite leaves out a torn line and ends with a newline.
+    this.#tornAt = undefined;
+    this.#unterminated = false;
     if (!this.#path) return;
     const tmp = `${this.#path}.tmp-${process.pid}`;
     const handle = await open(tmp, 'w');
