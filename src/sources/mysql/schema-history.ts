@@ -40,6 +40,8 @@ export class SchemaHistory {
   #tornAt: number | undefined;
   /** The file's last entry is whole but lacks its newline (a crash between the two): the next append adds it. */
   #unterminated = false;
+  /** The appends under way, one after another: a cut-back of a torn line must not cross another's append. */
+  #writing: Promise<void> = Promise.resolve();
   /** One read of the file, however many callers ask at once (a parallel snapshot's readers record together). */
   #loading: Promise<HistoryEntry[]> | undefined;
 
@@ -62,8 +64,14 @@ export class SchemaHistory {
     return shapes;
   }
 
-  /** Appends the entries, durably, before returning. */
-  async record(entries: readonly HistoryEntry[]): Promise<void> {
+  /** Appends the entries, durably, before returning. Calls are taken one at a time, in the order made. */
+  record(entries: readonly HistoryEntry[]): Promise<void> {
+    const done = this.#writing.then(() => this.#append(entries));
+    this.#writing = done.catch(() => {});
+    return done;
+  }
+
+  async #append(entries: readonly HistoryEntry[]): Promise<void> {
     if (entries.length === 0) return;
     const all = await this.#load();
     // Kept in position order, so `at` can take the last match.
