@@ -62,6 +62,7 @@ export class MySqlSource implements SourceConnector {
   readonly #serverId: number;
   readonly #log: SourceLog;
   readonly #history: SchemaHistory;
+  #rowMetadataFull: boolean | undefined;
   #conn: mysql.Connection | undefined;
 
   constructor(
@@ -262,17 +263,29 @@ export class MySqlSource implements SourceConnector {
       else missing.push(t.id);
     }
     if (missing.length === 0) return shapes;
+    let read: Map<string, SourceShape>;
     try {
-      for (const [key, shape] of await readSourceShapes(await this.#control(), missing))
-        shapes.set(key, shape);
+      read = await readSourceShapes(await this.#control(), missing);
     } catch (error) {
       throw classifyMySqlError(error, this.#endpoint, 'reading the columns of the captured tables');
     }
+    for (const [key, shape] of read) shapes.set(key, shape);
+    // Recorded at `from`, so later rounds start from this reading and the DDL followed after it, rather than
+    // from information_schema again, which by then may already hold that DDL.
+    await this.#history.record([...read].map(([table, shape]) => ({ position: from, table, shape })));
     return shapes;
   }
 
-  /** binlog_row_metadata=FULL: TABLE_MAP events name their columns (MySQL 8.0.1+, MariaDB 10.5+). */
+  /**
+   * binlog_row_metadata=FULL: TABLE_MAP events name their columns (MySQL 8.0.1+, MariaDB 10.5+). Read once per
+   * source (a continuous run keeps it between rounds): it only decides whether DDL not understood is warned of.
+   */
   async #logsColumnNames(): Promise<boolean> {
+    this.#rowMetadataFull ??= await this.#readRowMetadataFull();
+    return this.#rowMetadataFull;
+  }
+
+  async #readRowMetadataFull(): Promise<boolean> {
     try {
       const rows = await this.#query(
         'SELECT @@GLOBAL.binlog_row_metadata AS m',
