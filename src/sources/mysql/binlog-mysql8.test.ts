@@ -341,9 +341,17 @@ class ScriptedConnection extends EventEmitter {
     this.written.push(Buffer.from(packet.buffer));
   }
 
+  /** Backpressure from the reader: how often it paused and resumed this connection. */
+  pauses = 0;
+  resumes = 0;
+
   _resetSequenceId(): void {}
-  pause(): void {}
-  resume(): void {}
+  pause(): void {
+    this.pauses++;
+  }
+  resume(): void {
+    this.resumes++;
+  }
   destroy(): void {}
 
   /** Waits for the dump command, then delivers the events as the server would. */
@@ -562,6 +570,49 @@ describe('MySQL 8 binlog bytes through zongji into readBinlog', () => {
     expect(dump.readBigUInt64LE(15)).toBe(4n);
     const set = dump.subarray(27, 27 + dump.readUInt32LE(23));
     expect(set).toEqual(Buffer.concat([u64(1), uuidBytes(OLD_PRIMARY), u64(1), u64(1), u64(6)]));
+  });
+});
+
+describe('backpressure', () => {
+  const start: BinlogStart = {
+    kind: 'file',
+    file: FILE,
+    offset: 1000,
+    gtid: `${OLD_PRIMARY}:1-5`,
+    ordinal: 5n,
+  };
+
+  it('pauses the binlog connection while 5,000 events wait, and resumes it once they are taken', async () => {
+    const log = new BinlogWriter(1000);
+    log.fakeRotate(FILE, 1000);
+    log.formatDescription();
+    // 1,200 one-row transactions: 6,000 events, a few KiB each at most, so only the event bound is reached.
+    for (let i = 0; i < 1_200; i++) {
+      log.transaction(OLD_PRIMARY, 6 + i, WRITE_ROWS_EVENT, [image({ ...rowB, id: 10 + i })]);
+    }
+    const { batches, binlog } = await stream(start, mysql8, log.packets, 1_200);
+    expect(batches).toHaveLength(1_200);
+    expect(batches.at(-1)?.events).toEqual([
+      expect.objectContaining({ kind: 'insert', after: expect.objectContaining({ id: 1_209 }) }),
+    ]);
+    expect(binlog.pauses).toBeGreaterThanOrEqual(1);
+    expect(binlog.resumes).toBeGreaterThanOrEqual(binlog.pauses);
+  });
+
+  it('pauses it too when few events hold many rows: the queue is bounded by binlog bytes (2 MiB)', async () => {
+    const log = new BinlogWriter(1000);
+    log.fakeRotate(FILE, 1000);
+    log.formatDescription();
+    // 40 bulk inserts of 3,000 rows (about 70 KiB each): 2.8 MiB of binlog in 200 events.
+    let id = 10;
+    for (let i = 0; i < 40; i++) {
+      const images = Array.from({ length: 3_000 }, () => image({ ...rowB, id: id++ }));
+      log.transaction(OLD_PRIMARY, 6 + i, WRITE_ROWS_EVENT, images);
+    }
+    const { batches, binlog } = await stream(start, mysql8, log.packets, 40);
+    expect(batches.map((b) => b.events.length)).toEqual(Array(40).fill(3_000));
+    expect(binlog.pauses).toBeGreaterThanOrEqual(1);
+    expect(binlog.resumes).toBeGreaterThanOrEqual(binlog.pauses);
   });
 });
 
