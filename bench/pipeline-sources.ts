@@ -158,7 +158,9 @@ ${objects}
     bronzeName: (t) => `${CATALOG}.bronze.${t.table}`,
     async dispose() {
       await spec.cleanup();
-      await rm(dir, { recursive: true, force: true });
+      // BENCH_KEEP_WORKSPACE=1 leaves the workspace (staging, warehouse, log) for a look afterwards.
+      if (process.env['BENCH_KEEP_WORKSPACE'] === '1') console.error(`workspace kept: ${dir}`);
+      else await rm(dir, { recursive: true, force: true });
     },
   };
 }
