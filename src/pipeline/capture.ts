@@ -502,10 +502,20 @@ async function stageStream(
 
 type RowEvent = Exclude<ChangeEvent, { kind: 'schema' } | { kind: 'truncate' }>;
 
+/** Each shape's column names, for the check every streamed row goes through. */
+const columnNames = new WeakMap<TableSchema, ReadonlySet<string>>();
+
 /** Names in the row that are neither in the table's shape nor known to be left out (excluded columns). */
 function unknownColumns(event: RowEvent, schema: TableSchema, ignored: ReadonlySet<string>): string[] {
   const row = event.kind === 'delete' ? event.before : event.after;
-  return Object.keys(row).filter((n) => !ignored.has(n) && !schema.columns.some((c) => c.name === n));
+  let names = columnNames.get(schema);
+  if (!names) {
+    names = new Set(schema.columns.map((c) => c.name));
+    columnNames.set(schema, names);
+  }
+  const unknown: string[] = [];
+  for (const n in row) if (!names.has(n) && !ignored.has(n)) unknown.push(n);
+  return unknown;
 }
 
 /** An update that changes the primary key is a delete of the old key and an insert of the new one. */

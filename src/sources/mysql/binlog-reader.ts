@@ -485,6 +485,11 @@ export class TransactionAssembler {
   readonly #schemas: ReadonlySet<string>;
   /** Each captured table's shape as of the last TABLE_MAP read (binlog_row_metadata=FULL), by key. */
   readonly #shapes = new Map<string, TableSchema>();
+  /**
+   * Per captured table, the column list of its last TABLE_MAP and the shape that came of it. A log of one-row
+   * statements has a TABLE_MAP per row, nearly always the same list: it is compared, not mapped again.
+   */
+  readonly #lastLogged = new Map<string, { logged: readonly LoggedColumn[]; shape: TableSchema }>();
   #notices: DdlNotice[] = [];
   /** The followed column lists DDL changed in the batch being assembled, for the schema history. */
   #shapeChanges: Array<{ table: string; shape: SourceShape | null }> = [];
@@ -570,15 +575,29 @@ export class TransactionAssembler {
       if (event.hasSelfDescribingMetadata?.() !== true) return;
       // zongji still asks information_schema (today's shape) for some MariaDB tables (old-style temporal
       // columns): trust the column list only when it names the columns this event names.
-      const names = info.columnSchemas.map((c) => c.COLUMN_NAME);
-      if (JSON.stringify(names) !== JSON.stringify(event.columnNames)) return;
+      const names = event.columnNames ?? [];
+      if (
+        names.length !== info.columnSchemas.length ||
+        info.columnSchemas.some((c, i) => c.COLUMN_NAME !== names[i])
+      )
+        return;
     }
     const table: TableId = { schema: info.parentSchema, table: info.tableName };
     const key = tableKey(table);
     if (!this.#captured.has(key)) return;
     const known = this.#shapes.get(key);
-    const shape = shapeFromLog(table, info.columnSchemas, known);
-    if (known && sameShape(shape, known)) return;
+    const last = this.#lastLogged.get(key);
+    if (last && last.shape === known && sameLogged(last.logged, info.columnSchemas)) return;
+    const logged = info.columnSchemas.map((c) => ({
+      COLUMN_NAME: c.COLUMN_NAME,
+      COLUMN_TYPE: c.COLUMN_TYPE,
+    }));
+    const shape = shapeFromLog(table, logged, known);
+    if (known && sameShape(shape, known)) {
+      this.#lastLogged.set(key, { logged, shape: known });
+      return;
+    }
+    this.#lastLogged.set(key, { logged, shape });
     this.#shapes.set(key, shape);
     this.#events.push({ kind: 'schema', table, schema: shape });
   }
@@ -775,9 +794,23 @@ function shapeFromLog(
   };
 }
 
+interface LoggedColumn {
+  readonly COLUMN_NAME: string;
+  readonly COLUMN_TYPE: string;
+}
+
+function sameLogged(a: readonly LoggedColumn[], b: readonly LoggedColumn[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((c, i) => c.COLUMN_NAME === b[i]?.COLUMN_NAME && c.COLUMN_TYPE === b[i]?.COLUMN_TYPE)
+  );
+}
+
 function sameShape(a: TableSchema, b: TableSchema): boolean {
-  const sig = (t: TableSchema) => JSON.stringify(t.columns.map((c) => [c.name, c.type]));
-  return sig(a) === sig(b);
+  return (
+    a.columns.length === b.columns.length &&
+    a.columns.every((c, i) => c.name === b.columns[i]?.name && c.type === b.columns[i]?.type)
+  );
 }
 
 /** Nothing from the dump connection for too long, not even the heartbeats it asked for. */

@@ -15,6 +15,7 @@ import {
   columnDecoder,
   installRowDecoder,
   type Parser,
+  rowReader,
 } from './row-decoder.js';
 
 type ReadValue = (p: Parser, c: Column, s: ColumnSchema, t: unknown, z: unknown) => unknown;
@@ -242,6 +243,55 @@ describe('the row decoder', () => {
         decodeTextColumn,
       ),
     ).toBeUndefined();
+  });
+
+  it('decodes each TABLE_MAP with its own columns: a table changed by DDL gets new decoders, not the old ones', () => {
+    const reader = rowReader(readMysqlValue, decodeTextColumn);
+    // Every TABLE_MAP brings new arrays, as zongji makes them; the table and its name stay the same.
+    const tableMap = (type: number, columnType: string, metadata?: Record<string, number>) => ({
+      parentSchema: 'shop',
+      tableName: 'orders',
+      columns: [{ name: 'n', charset: null, type, metadata }],
+      columnSchemas: [{ COLUMN_TYPE: columnType }],
+    });
+    const present = Buffer.from([1]);
+    const read = (map: ReturnType<typeof tableMap>, value: Buffer) =>
+      reader.readRow(parserOver(Buffer.concat([Buffer.from([0]), value])), map, present, zongji)['n'];
+    const int32 = (n: number) => {
+      const b = Buffer.alloc(4);
+      b.writeInt32LE(n);
+      return b;
+    };
+    const int64 = (n: bigint) => {
+      const b = Buffer.alloc(8);
+      b.writeBigInt64LE(n);
+      return b;
+    };
+    expect(read(tableMap(3, 'int(11)'), int32(-5))).toBe(-5);
+    expect(read(tableMap(3, 'int(11)'), int32(-6))).toBe(-6);
+    // MODIFY n BIGINT: eight bytes a value from here on.
+    expect(read(tableMap(8, 'bigint(20)'), int64(-7_000_000_000n))).toBe(-7_000_000_000);
+    // MODIFY n INT UNSIGNED: the same binlog type, another declared type.
+    expect(read(tableMap(3, 'int(10) unsigned'), int32(-1))).toBe(4_294_967_295);
+    // DECIMAL(4,1) → DECIMAL(10,2): the same type code, other metadata.
+    expect(
+      read(tableMap(246, 'decimal(4,1)', { precision: 4, decimals: 1 }), Buffer.from([0x80, 0x0c, 0x03])),
+    ).toBe('12.3');
+    const wider = readMysqlValue(
+      parserOver(Buffer.from([0x80, 0x00, 0x00, 0x0c, 0x03])),
+      { name: 'n', charset: null, type: 246, metadata: { precision: 10, decimals: 2 } },
+      { COLUMN_TYPE: 'decimal(10,2)' },
+      { columns: [] },
+      zongji,
+    );
+    expect(
+      read(
+        tableMap(246, 'decimal(10,2)', { precision: 10, decimals: 2 }),
+        Buffer.from([0x80, 0x00, 0x00, 0x0c, 0x03]),
+      ),
+    ).toBe(wider);
+    // Back to INT: decoded as INT again.
+    expect(read(tableMap(3, 'int(11)'), int32(-8))).toBe(-8);
   });
 
   it('installs into zongji once', async () => {

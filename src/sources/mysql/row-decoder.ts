@@ -45,6 +45,8 @@ export interface ColumnSchema {
 interface TableMapEntry {
   readonly columns: readonly Column[];
   readonly columnSchemas: readonly ColumnSchema[];
+  readonly parentSchema?: string;
+  readonly tableName?: string;
 }
 interface ZongJiLike {
   readonly connection?: { readonly config?: Record<string, unknown> };
@@ -60,7 +62,13 @@ type ReadValue = (
 type DecodeText = (buffer: Buffer, charset: string | null) => unknown;
 
 /** Reads one non-NULL value at the parser's offset and moves past it. */
-type Decoder = (parser: Parser) => unknown;
+/**
+ * Reads one value at the parser's offset. Compiled decoders are shared by every TABLE_MAP of the same column
+ * signature, so what belongs to one event (the table map, zongji) comes as arguments, not from the closure.
+ */
+type Decoder = (parser: Parser, tableMap: TableMapEntry, zongji: ZongJiLike) => unknown;
+/** A compiled decoder: it needs only the parser. */
+type FastDecoder = (parser: Parser) => unknown;
 
 // MySQL type codes (zongji's MysqlTypes).
 const TINY = 1;
@@ -168,7 +176,7 @@ const DECIMAL_BYTES = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
 const decimalScratch = Buffer.alloc(32);
 
 /** DECIMAL(p,s) as exact text, digit for digit as zongji's parseNewDecimal builds it. */
-function newDecimal(precision: number, scale: number): Decoder {
+function newDecimal(precision: number, scale: number): FastDecoder {
   const integral = precision - scale;
   const uncompIntegral = Math.floor(integral / 9);
   const uncompFractional = Math.floor(scale / 9);
@@ -267,7 +275,7 @@ export function columnDecoder(
   schema: ColumnSchema,
   config: Record<string, unknown>,
   decodeText: DecodeText,
-): Decoder | undefined {
+): FastDecoder | undefined {
   const meta = column.metadata ?? {};
   const unsigned = schema.UNSIGNED !== undefined ? schema.UNSIGNED : schema.COLUMN_TYPE.includes('unsigned');
   const dateStrings = config['dateStrings'] === true;
@@ -424,22 +432,70 @@ export interface RowReader {
   ): Record<string, unknown>;
 }
 
+/** Whether two TABLE_MAPs' columns compile to the same decoders: same binlog types, metadata, charsets and declared types. */
+function sameDecoding(a: TableMapEntry, b: TableMapEntry): boolean {
+  if (a.columns.length !== b.columns.length) return false;
+  for (let i = 0; i < a.columns.length; i++) {
+    const x = a.columns[i] as Column;
+    const y = b.columns[i] as Column;
+    if (x.type !== y.type || x.charset !== y.charset || !sameMetadata(x.metadata, y.metadata)) return false;
+    const sx = a.columnSchemas[i] as ColumnSchema;
+    const sy = b.columnSchemas[i] as ColumnSchema;
+    if (sx.COLUMN_TYPE !== sy.COLUMN_TYPE || sx.UNSIGNED !== sy.UNSIGNED) return false;
+  }
+  return true;
+}
+
+function sameMetadata(a: Record<string, number> | undefined, b: Record<string, number> | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  let keys = 0;
+  for (const k in a) {
+    if (a[k] !== b[k]) return false;
+    keys++;
+  }
+  for (const _ in b) keys--;
+  return keys === 0;
+}
+
 /**
  * A row reader over zongji's generic `readMysqlValue` (the fallback, and the oracle of the tests) and its
- * charset decoder. Decoders are compiled per table map (`tableMap.columns` is a new array at every TABLE_MAP).
+ * charset decoder. zongji makes new column arrays at every TABLE_MAP, and a binlog of one-row statements has
+ * one TABLE_MAP per row, so a table's decoders are compiled again only when a TABLE_MAP decodes differently
+ * from the table's previous one (DDL), not at every TABLE_MAP.
  */
 export function rowReader(readMysqlValue: ReadValue, decodeText: DecodeText): RowReader {
-  const compiled = new WeakMap<readonly Column[], Decoder[]>();
+  /** The rows of one event share its table map: the last one looked up answers nearly every row. */
+  let lastColumns: readonly Column[] | undefined;
+  let lastDecoders: Decoder[] = [];
+  const byTable = new Map<string, { tableMap: TableMapEntry; config: object; decoders: Decoder[] }>();
   const decodersOf = (tableMap: TableMapEntry, zongji: ZongJiLike): Decoder[] => {
-    let decoders = compiled.get(tableMap.columns);
-    if (decoders) return decoders;
+    if (tableMap.columns === lastColumns) return lastDecoders;
     const config = zongji.connection?.config ?? {};
-    decoders = tableMap.columns.map((column, i) => {
-      const schema = tableMap.columnSchemas[i] as ColumnSchema;
-      const fast = columnDecoder(column, schema, config, decodeText);
-      return fast ?? ((parser: Parser) => readMysqlValue(parser, column, schema, tableMap, zongji));
-    });
-    compiled.set(tableMap.columns, decoders);
+    const key = `${tableMap.parentSchema}.${tableMap.tableName}`;
+    const cached = byTable.get(key);
+    let decoders: Decoder[];
+    if (cached && cached.config === config && sameDecoding(cached.tableMap, tableMap))
+      decoders = cached.decoders;
+    else {
+      decoders = tableMap.columns.map((column, i): Decoder => {
+        const fast = columnDecoder(column, tableMap.columnSchemas[i] as ColumnSchema, config, decodeText);
+        return (
+          fast ??
+          ((parser, current, z) =>
+            readMysqlValue(
+              parser,
+              current.columns[i] as Column,
+              current.columnSchemas[i] as ColumnSchema,
+              current,
+              z,
+            ))
+        );
+      });
+      byTable.set(key, { tableMap, config, decoders });
+    }
+    lastColumns = tableMap.columns;
+    lastDecoders = decoders;
     return decoders;
   };
   return {
@@ -459,7 +515,7 @@ export function rowReader(readMysqlValue: ReadValue, decodeText: DecodeText): Ro
         row[name] =
           ((nulls[nullBit >> 3] as number) & (1 << (nullBit & 7))) !== 0
             ? null
-            : (decoders[i] as Decoder)(parser);
+            : (decoders[i] as Decoder)(parser, tableMap, zongji);
         nullBit++;
       }
       return row;
