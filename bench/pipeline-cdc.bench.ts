@@ -34,7 +34,7 @@ import { compareWithSource, distribution, type Measured, measured } from './pipe
 import { ensureSchema, ensureTable, sharedSource } from './pipeline-shared.js';
 import type { BenchSource, TableRef, Workspace } from './pipeline-sources.js';
 import { median, round, sleep } from './postgres-bench-support.js';
-import { type ChildResult, cliInfo, runOnce, spawnTributary } from './tributary-child.js';
+import { type ChildResult, cliInfo, runOnce, runSql, spawnTributary } from './tributary-child.js';
 import { CHANGES_PER_TX, type Generated, LaneWorkload } from './workload.js';
 
 const log = logger('pipeline-cdc');
@@ -106,11 +106,27 @@ async function benchSource(source: BenchSource, sizes: PipelineSizes): Promise<R
       () => catchUpRun(c),
       (r) => `${r.changesPerSec} changes/s, peak RSS ${r.peakRssMiB} MiB`,
     );
+    // Last, since it changes the tables: the same latency runs with merge-on-read apply.
+    if (parts.has('latency-dv')) {
+      for (const t of [WORKLOAD, PROGRESS]) {
+        await runSql(
+          ws,
+          `ALTER TABLE ${ws.bronzeName(t)} SET TBLPROPERTIES ('delta.enableDeletionVectors' = 'true')`,
+        );
+      }
+    }
+    const latencyDv = await repeat(
+      parts.has('latency-dv') ? sizes.latencyRuns : 0,
+      `${label} latency, deletion vectors`,
+      () => latencyRun(c),
+      (r) => `p50 ${r.latencyMs.p50} ms, p99 ${r.latencyMs.p99} ms, max ${r.latencyMs.max} ms`,
+    );
     return {
       server: source.version,
       sustained: summarizeSustained(sustained),
       latency: summarizeLatency(latency, sizes),
       catchUp: summarizeCatchUp(catchUp),
+      latencyDeletionVectors: summarizeLatency(latencyDv, sizes),
       consistency: await checkConsistency(c),
     };
   } finally {
@@ -120,9 +136,12 @@ async function benchSource(source: BenchSource, sizes: PipelineSizes): Promise<R
   }
 }
 
-/** `BENCH_CDC_PARTS=latency` (a comma list of sustained, latency, catchup; default all) runs only those. */
+/**
+ * `BENCH_CDC_PARTS=latency` (a comma list of sustained, latency, catchup, latency-dv; default all) runs only
+ * those. latency-dv is the latency part again after the bronze tables turn on deletion vectors.
+ */
 function cdcParts(): Set<string> {
-  const all = ['sustained', 'latency', 'catchup'];
+  const all = ['sustained', 'latency', 'catchup', 'latency-dv'];
   const parts = (process.env['BENCH_CDC_PARTS'] ?? all.join(',')).split(',').map((p) => p.trim());
   for (const p of parts) if (!all.includes(p)) throw new Error(`BENCH_CDC_PARTS: unknown part "${p}"`);
   return new Set(parts);

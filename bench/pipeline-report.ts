@@ -78,10 +78,16 @@ function cdcTables(r: Json): string[] {
     '|---|---|---|---|---|---|---|',
   );
   for (const [source, s] of sources) {
-    const l = at(s, 'latency');
-    lines.push(
-      `| ${source} | ${n(at(l, 'achievedChangesPerSec'))} changes/s | **${n(at(l, 'p50Ms'))} ms** | **${n(at(l, 'p99Ms'))} ms** | ${n(at(l, 'maxMs'))} ms | ${n(at(l, 'cutMovesEveryMs'))} ms | ${n(at(l, 'roundPhasesMs', 'startMs'))} / ${n(at(l, 'roundPhasesMs', 'captureApplyMs'))} / ${n(at(l, 'roundPhasesMs', 'finishMs'))} ms |`,
-    );
+    for (const [part, apply] of [
+      ['latency', ''],
+      ['latencyDeletionVectors', ', deletion vectors'],
+    ] as const) {
+      const l = at(s, part);
+      if (at(l, 'runs') === 0) continue;
+      lines.push(
+        `| ${source}${apply} | ${n(at(l, 'achievedChangesPerSec'))} changes/s | **${n(at(l, 'p50Ms'))} ms** | **${n(at(l, 'p99Ms'))} ms** | ${n(at(l, 'maxMs'))} ms | ${n(at(l, 'cutMovesEveryMs'))} ms | ${n(at(l, 'roundPhasesMs', 'startMs'))} / ${n(at(l, 'roundPhasesMs', 'captureApplyMs'))} / ${n(at(l, 'roundPhasesMs', 'finishMs'))} ms |`,
+      );
+    }
   }
   lines.push(
     '',

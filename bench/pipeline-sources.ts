@@ -359,7 +359,8 @@ class PostgresBenchSource implements BenchSource {
     }
     const admin = new pg.Client(PostgresBenchSource.#endpoint(server, PG_DATABASE));
     await admin.connect();
-    const version = (await admin.query<{ v: string }>('SHOW server_version')).rows[0]?.v;
+    const version = (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v"))
+      .rows[0]?.v;
     const source = new PostgresBenchSource(
       server,
       admin,
