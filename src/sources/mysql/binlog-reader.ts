@@ -52,8 +52,8 @@ import { deltaTypeFor } from './type-mapping.js';
  * The queue between zongji and the consumer is bounded by events and by the binlog bytes they came from,
  * whichever is reached first, and reading resumes below a fifth of both. Queued rows are the bulk of the
  * heap during a catch-up: they wait long enough to be promoted to V8's old generation, so the bound sets
- * how far the heap grows between major collections. A catch-up of 1M single-row changes peaked at 566-591
- * MiB of RSS with 20,000 events queued and at 410-460 MiB with 5,000, at the same speed (bench pipeline-cdc,
+ * how far the heap grows between major collections. A catch-up of 1M single-row changes peaked at 566-597
+ * MiB of RSS with 20,000 events queued and at 419-459 MiB with 5,000, at the same speed (bench pipeline-cdc,
  * catch-up). The byte bound is for multi-row events (a bulk INSERT packs up to binlog_row_event_max_size,
  * 8 KiB by default, into one): 2 MiB of them is some 25,000 narrow rows.
  */
