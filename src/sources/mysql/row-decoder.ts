@@ -61,10 +61,10 @@ type ReadValue = (
 ) => unknown;
 type DecodeText = (buffer: Buffer, charset: string | null) => unknown;
 
-/** Reads one non-NULL value at the parser's offset and moves past it. */
 /**
- * Reads one value at the parser's offset. Compiled decoders are shared by every TABLE_MAP of the same column
- * signature, so what belongs to one event (the table map, zongji) comes as arguments, not from the closure.
+ * Reads one non-NULL value at the parser's offset and moves past it. A table's decoders serve every TABLE_MAP
+ * of it that decodes the same, so what belongs to one event (its table map, zongji) comes as arguments, not
+ * from the closure.
  */
 type Decoder = (parser: Parser, tableMap: TableMapEntry, zongji: ZongJiLike) => unknown;
 /** A compiled decoder: it needs only the parser. */
