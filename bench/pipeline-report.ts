@@ -83,7 +83,8 @@ function cdcTables(r: Json): string[] {
       ['latencyDeletionVectors', ', deletion vectors'],
     ] as const) {
       const l = at(s, part);
-      if (at(l, 'runs') === 0) continue;
+      // A part not run (BENCH_CDC_PARTS), or results from before the part existed.
+      if (!(Number(at(l, 'runs')) > 0)) continue;
       lines.push(
         `| ${source}${apply} | ${n(at(l, 'achievedChangesPerSec'))} changes/s | **${n(at(l, 'p50Ms'))} ms** | **${n(at(l, 'p99Ms'))} ms** | ${n(at(l, 'maxMs'))} ms | ${n(at(l, 'cutMovesEveryMs'))} ms | ${n(at(l, 'roundPhasesMs', 'startMs'))} / ${n(at(l, 'roundPhasesMs', 'captureApplyMs'))} / ${n(at(l, 'roundPhasesMs', 'finishMs'))} ms |`,
       );

@@ -387,6 +387,15 @@ const orders: TableSchema = {
   primaryKey: ['id'],
 };
 
+/** Where most streams below start: offset 1000 of FILE, after the old primary's transactions 1-5. */
+const FILE_START: BinlogStart = {
+  kind: 'file',
+  file: FILE,
+  offset: 1000,
+  gtid: `${OLD_PRIMARY}:1-5`,
+  ordinal: 5n,
+};
+
 async function stream(
   start: BinlogStart,
   server: ServerIdentity,
@@ -442,13 +451,7 @@ describe('MySQL 8 binlog bytes through zongji into readBinlog', () => {
       log.transaction(OLD_PRIMARY, 7, UPDATE_ROWS_EVENT, [image(rowA), image(rowA2)]),
       log.transaction(OLD_PRIMARY, 8, DELETE_ROWS_EVENT, [image(rowB)]),
     ];
-    const start: BinlogStart = {
-      kind: 'file',
-      file: FILE,
-      offset: 1000,
-      gtid: `${OLD_PRIMARY}:1-5`,
-      ordinal: 5n,
-    };
+    const start = FILE_START;
 
     const { batches, binlog } = await stream(start, mysql8, log.packets, 3);
 
@@ -574,13 +577,7 @@ describe('MySQL 8 binlog bytes through zongji into readBinlog', () => {
 });
 
 describe('backpressure', () => {
-  const start: BinlogStart = {
-    kind: 'file',
-    file: FILE,
-    offset: 1000,
-    gtid: `${OLD_PRIMARY}:1-5`,
-    ordinal: 5n,
-  };
+  const start = FILE_START;
 
   it('pauses the binlog connection while 5,000 events wait, and resumes it once they are taken', async () => {
     const log = new BinlogWriter(1000);
@@ -636,13 +633,7 @@ describe('DDL between transactions (binlog_row_metadata=FULL)', () => {
     log.tableMap(109, ['id', 'label', 'amount', 'big', 'created']);
     log.rows(DELETE_ROWS_EVENT, 109, [image(rowB)]);
     log.xid(90);
-    const start: BinlogStart = {
-      kind: 'file',
-      file: FILE,
-      offset: 1000,
-      gtid: `${OLD_PRIMARY}:1-5`,
-      ordinal: 5n,
-    };
+    const start = FILE_START;
     const said: string[] = [];
     const { batches } = await stream(start, mysql8, log.packets, 4, {
       info: (m) => said.push(`INFO ${m}`),
@@ -694,13 +685,7 @@ describe('DDL between transactions (binlog_row_metadata=MINIMAL: no column names
     log.tableMap(109, null);
     log.rows(WRITE_ROWS_EVENT, 109, [image(rowB)]);
     log.xid(80);
-    const start: BinlogStart = {
-      kind: 'file',
-      file: FILE,
-      offset: 1000,
-      gtid: `${OLD_PRIMARY}:1-5`,
-      ordinal: 5n,
-    };
+    const start = FILE_START;
     // The columns at the start, as the snapshot recorded them; information_schema is never asked (the
     // scripted control connection could not answer).
     const atStart: SourceShape = {
@@ -768,13 +753,7 @@ describe('table ids that name another table later in the stream', () => {
     log.rows(DELETE_ROWS_EVENT, 109, [image(rowA)]);
     log.xid(70);
     const archive: TableSchema = { ...orders, id: { schema: 'shop', table: 'archive' } };
-    const start: BinlogStart = {
-      kind: 'file',
-      file: FILE,
-      offset: 1000,
-      gtid: `${OLD_PRIMARY}:1-5`,
-      ordinal: 5n,
-    };
+    const start = FILE_START;
     const { batches } = await stream(start, mysql8, log.packets, 2, undefined, [orders, archive]);
     const rows = batches.map((b) =>
       b.events
@@ -790,13 +769,7 @@ describe('table ids that name another table later in the stream', () => {
 
 describe('heartbeats', () => {
   const NEXT_FILE = 'binlog.000008';
-  const start: BinlogStart = {
-    kind: 'file',
-    file: FILE,
-    offset: 1000,
-    gtid: `${OLD_PRIMARY}:1-5`,
-    ordinal: 5n,
-  };
+  const start = FILE_START;
   /** HEARTBEAT_LOG_EVENT: timestamp 0, the position in the header, the file name as the body. */
   const heartbeat = (log: BinlogWriter, file: string, position: number) =>
     log.add(HEARTBEAT_LOG_EVENT, Buffer.from(file), { nextPosition: position, timestamp: 0 });
@@ -1005,13 +978,7 @@ describe('spatial columns (MySQL 8 TABLE_MAP with FULL metadata)', () => {
       ]),
     );
     log.xid(60);
-    const start: BinlogStart = {
-      kind: 'file',
-      file: FILE,
-      offset: 1000,
-      gtid: `${OLD_PRIMARY}:1-5`,
-      ordinal: 5n,
-    };
+    const start = FILE_START;
 
     const { batches } = await stream(start, mysql8, log.packets, 1, undefined, [places]);
 
